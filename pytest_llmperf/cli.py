@@ -1,0 +1,106 @@
+"""The ``llmperf`` command: ``llmperf serve`` runs the Ollama emulator on a port."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytest_llmperf.errors import LLMPerfError
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
+    return number
+
+
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
+    return number
+
+
+def _scale(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmperf", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the Ollama-compatible emulator",
+        description="Serve the Ollama API (and its /v1 OpenAI routes) with emulated models.",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=_non_negative, default=11434, help="port (default 11434; 0: any free port)"
+    )
+    serve.add_argument(
+        "--profiles", type=Path, help="latency profile file (TOML); default: the shipped one"
+    )
+    serve.add_argument(
+        "--gguf",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="serve a real GGUF model through llama.cpp under NAME (repeatable)",
+    )
+    serve.add_argument(
+        "--num-parallel", type=_positive, help="requests at once per model (OLLAMA_NUM_PARALLEL)"
+    )
+    serve.add_argument(
+        "--max-queue", type=_non_negative, help="waiting requests before 503 (OLLAMA_MAX_QUEUE)"
+    )
+    serve.add_argument(
+        "--max-loaded-models",
+        type=_positive,
+        help="models kept in memory (OLLAMA_MAX_LOADED_MODELS)",
+    )
+    serve.add_argument(
+        "--time-scale", type=_scale, help="multiply every emulated delay (0.01: 100x faster)"
+    )
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+    except LLMPerfError as exc:
+        print(f"llmperf: error: {exc}", file=sys.stderr)
+        return 2
+    return 0  # pragma: no cover - argparse requires a command
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pytest_llmperf.emulator.runner import build_app
+    from pytest_llmperf.emulator.server import serve_forever
+
+    app = build_app(
+        args.profiles,
+        args.gguf,
+        args.time_scale,
+        num_parallel=args.num_parallel,
+        max_queue=args.max_queue,
+        max_loaded_models=args.max_loaded_models,
+    )
+    serve_forever(app, args.host, args.port, args.log_level)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

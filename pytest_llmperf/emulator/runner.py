@@ -1,0 +1,36 @@
+"""Build an emulator from settings: the profile file, the time scale and the GGUF models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from pytest_llmperf.emulator.app import EmulatorApp
+from pytest_llmperf.emulator.llamacpp import LlamaCppBackend, parse_gguf_spec
+from pytest_llmperf.emulator.profiles import load_catalogue
+from pytest_llmperf.emulator.server import EmulatorServer
+from pytest_llmperf.settings import Settings
+
+
+def build_app(
+    profiles: Path | None = None,
+    gguf: Iterable[str] = (),
+    time_scale: float | None = None,
+    **server: int,
+) -> EmulatorApp:
+    """An emulator app from a profile file, ``NAME=PATH`` GGUF specs and server overrides."""
+    catalogue = load_catalogue(profiles)
+    changes: dict[str, float] = {k: v for k, v in server.items() if v is not None}
+    if time_scale is not None:
+        changes["time_scale"] = time_scale * catalogue.server.time_scale
+    catalogue = catalogue.with_server(**changes)
+    backends = [LlamaCppBackend(*parse_gguf_spec(spec)) for spec in gguf]
+    return EmulatorApp(catalogue, backends)
+
+
+def start_emulator(settings: Settings) -> EmulatorServer:
+    """An :class:`EmulatorServer` (not started) as the settings describe it."""
+    app = build_app(
+        settings.emulator_profiles, settings.emulator_gguf, settings.emulator_time_scale
+    )
+    return EmulatorServer(app)

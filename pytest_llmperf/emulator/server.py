@@ -1,0 +1,101 @@
+"""Serve the emulator on a real loopback port with uvicorn, in a thread or in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+
+from pytest_llmperf.emulator.app import EmulatorApp
+from pytest_llmperf.emulator.engine import DropConnection
+from pytest_llmperf.errors import LLMPerfError
+
+
+class _QuietDrops(logging.Filter):
+    """An injected ``drop`` fault is not a server bug: keep it out of uvicorn's error log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DropConnection))
+
+
+def _config(app: EmulatorApp, log_level: str) -> uvicorn.Config:
+    logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+    return uvicorn.Config(
+        app, log_level=log_level, lifespan="on", access_log=False, timeout_graceful_shutdown=1
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Open the listening socket (port 0: any free port), with a clear error if it is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise LLMPerfError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port "
+            "(or 0 for any free port)"
+        ) from None
+    sock.listen(2048)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class EmulatorServer:
+    """The emulator on a loopback port in a background thread.
+
+    >>> with EmulatorServer(EmulatorApp()) as server:  # doctest: +SKIP
+    ...     httpx.get(server.url + "/api/version")
+    """
+
+    def __init__(self, app: EmulatorApp | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.app = app or EmulatorApp()
+        self._socket = bind(host, port)
+        self.url = url_of(self._socket)
+        self._server = uvicorn.Server(_config(self.app, "warning"))
+        self._thread = threading.Thread(target=self._run, name="llmperf-emulator", daemon=True)
+
+    def _run(self) -> None:
+        self._server.run(sockets=[self._socket])
+
+    def start(self, timeout: float = 10.0) -> EmulatorServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise LLMPerfError(f"the emulator did not start on {self.url} within {timeout} s")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve_forever(app: EmulatorApp, host: str, port: int, log_level: str = "info") -> None:
+    """Serve in the foreground until interrupted (``llmperf serve``)."""
+    sock = bind(host, port)
+    print(f"llmperf emulator listening on {url_of(sock)}", flush=True)
+    uvicorn.Server(_config(app, log_level)).run(sockets=[sock])

@@ -1,0 +1,79 @@
+"""Fixtures shared by the project's own tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pytest_llmperf.emulator import Catalogue, EmulatorApp, EmulatorServer, load_catalogue
+from pytest_llmperf.emulator.profiles import ModelProfile
+
+STORIES_ENV = "LLMPERF_STORIES_GGUF"
+STORIES_DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "stories260K.gguf"
+
+# Test profiles: the shipped proportions, 20x faster, without jitter.
+FAST_SCALE = 0.05
+
+
+@pytest.fixture
+def catalogue() -> Catalogue:
+    """The shipped profiles at 1/20 of their delays and without jitter."""
+    shipped = load_catalogue().with_server(time_scale=FAST_SCALE)
+    for profile in list(shipped.models.values()):
+        shipped = shipped.with_model(_no_jitter(profile))
+    return shipped
+
+
+def _no_jitter(profile: ModelProfile) -> ModelProfile:
+    from dataclasses import replace
+
+    return replace(profile, jitter=0.0)
+
+
+@pytest.fixture
+async def asgi_client(catalogue: Catalogue) -> AsyncIterator[httpx.AsyncClient]:
+    """An async httpx client talking to an in-process emulator through ASGI."""
+    app = EmulatorApp(catalogue)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as client:
+        client.app = app  # type: ignore[attr-defined]
+        yield client
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., EmulatorServer]]:
+    """Start emulators on loopback ports: ``serve(catalogue_or_app)``; all stop at test end."""
+    servers: list[EmulatorServer] = []
+
+    def start(what: Catalogue | EmulatorApp) -> EmulatorServer:
+        app = what if isinstance(what, EmulatorApp) else EmulatorApp(what)
+        server = EmulatorServer(app).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live(serve: Callable[..., EmulatorServer], catalogue: Catalogue) -> EmulatorServer:
+    """An emulator with the fast test catalogue on a loopback port."""
+    return serve(catalogue)
+
+
+@pytest.fixture(scope="session")
+def stories_gguf() -> Path:
+    """The real TinyStories model; skips when the file or llama-cpp-python is absent."""
+    from pytest_llmperf.emulator import llama_cpp_available
+
+    path = Path(os.environ.get(STORIES_ENV) or STORIES_DEFAULT).resolve()
+    if not path.is_file():
+        pytest.skip(f"real model not found at {path}; set {STORIES_ENV} to stories260K.gguf")
+    if not llama_cpp_available():
+        pytest.skip("llama-cpp-python is not installed: pip install 'pytest-llmperf[llama]'")
+    return path
