@@ -34,6 +34,7 @@ class Option:
     env: str
     help: str
     parse: Callable[[str], Any]
+    metavar: str
     multiple: bool = False
 
 
@@ -56,6 +57,7 @@ OPTIONS = (
         "LLMPERF_EMULATOR_PROFILES",
         "latency profile file (TOML) for the ollama_emulator fixture; default: the shipped one",
         _path,
+        "FILE",
     ),
     Option(
         "emulator_gguf",
@@ -64,6 +66,7 @@ OPTIONS = (
         "LLMPERF_EMULATOR_GGUF",
         "NAME=PATH of a GGUF model the emulator serves through llama.cpp (repeatable)",
         str,
+        "NAME=PATH",
         multiple=True,
     ),
     Option(
@@ -73,6 +76,7 @@ OPTIONS = (
         "LLMPERF_EMULATOR_TIME_SCALE",
         "multiply every emulated delay by this factor (0.01: 100x faster than the profiles)",
         _scale,
+        "FACTOR",
     ),
 )
 
@@ -83,10 +87,18 @@ def add_options(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         env = f" [env {option.env}]"
         if option.multiple:
-            group.addoption(option.flag, action="append", dest=option.field, help=option.help + env)
+            group.addoption(
+                option.flag,
+                action="append",
+                dest=option.field,
+                metavar=option.metavar,
+                help=option.help + env,
+            )
             parser.addini(option.ini, option.help, type="linelist")
         else:
-            group.addoption(option.flag, dest=option.field, help=option.help + env)
+            group.addoption(
+                option.flag, dest=option.field, metavar=option.metavar, help=option.help + env
+            )
             parser.addini(option.ini, option.help)
 
 

@@ -13,7 +13,9 @@ from pytest_llmperf.emulator import Catalogue, EmulatorApp, EmulatorServer, load
 from pytest_llmperf.emulator.profiles import ModelProfile
 
 STORIES_ENV = "LLMPERF_STORIES_GGUF"
-STORIES_DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "stories260K.gguf"
+STORIES_DEFAULT = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "models" / "stories260K.gguf"
+)
 
 # Test profiles: the shipped proportions, 20x faster, without jitter.
 FAST_SCALE = 0.05

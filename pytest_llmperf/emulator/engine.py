@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from pytest_llmperf.emulator import text
 from pytest_llmperf.emulator.backends import (
     Backend,
+    BackendEvent,
     Finished,
     Job,
     PromptEvaluated,
@@ -25,6 +27,7 @@ from pytest_llmperf.emulator.backends import (
 from pytest_llmperf.emulator.faults import FaultKind, FaultSpec, active_faults
 from pytest_llmperf.emulator.profiles import Catalogue, normalize_model_name
 from pytest_llmperf.emulator.scheduler import QueueFull, Scheduler
+from pytest_llmperf.emulator.stops import StopFilter
 from pytest_llmperf.emulator.synthetic import SyntheticBackend
 
 __all__ = [
@@ -178,41 +181,66 @@ class Engine:
         :class:`DropConnection` mid-answer for a ``drop`` fault.
         """
         async with self.scheduler.lease(backend, keep_alive_s) as lease:
-            stats = Stats(load_ns=lease.load_ns)
-            gen_start = time.perf_counter_ns()
-            eval_start = gen_start
+            run = _Run(Stats(load_ns=lease.load_ns))
             emitted, answer = 0, []
-            reason = "stop"
             pending = sorted(faults, key=lambda f: f.after)
-            async for event in backend.generate(job):
-                if isinstance(event, PromptEvaluated):
-                    eval_start = time.perf_counter_ns()
-                    stats.prompt_eval_count = event.count
-                    stats.prompt_eval_ns = eval_start - gen_start
-                    continue
-                if isinstance(event, Finished):
-                    reason = event.reason
-                    break
-                pending, error = await _strike(pending, emitted, final=False)
-                if error is not None:
-                    yield error
-                    return
-                emitted += 1
-                if isinstance(event, ToolCall):
-                    stats.eval_count += text.count_tokens(json.dumps(event.arguments))
-                else:
-                    stats.eval_count += 1
-                    answer.append(event.text)
-                yield event
+            async with aclosing(_chunks(backend.generate(job), job, run)) as chunks:
+                async for chunk in chunks:
+                    pending, error = await _strike(pending, emitted, final=False)
+                    if error is not None:
+                        yield error
+                        return
+                    emitted += 1
+                    if isinstance(chunk, Token):
+                        answer.append(chunk.text)
+                    yield chunk
             _pending, error = await _strike(pending, emitted, final=True)
             if error is not None:
                 yield error
                 return
             end = time.perf_counter_ns()
-            stats.eval_ns = end - eval_start
-            stats.total_ns = end - started_ns
-            stats.context = text.token_ids(job.prompt) + text.token_ids("".join(answer))
-        yield Done(reason, stats)
+            run.stats.eval_ns = end - run.eval_start
+            run.stats.total_ns = end - started_ns
+            run.stats.context = text.token_ids(job.prompt) + text.token_ids("".join(answer))
+        yield Done(run.reason, run.stats)
+
+
+class _Run:
+    """What one generation has measured so far."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self.reason = "stop"
+        self.started = self.eval_start = time.perf_counter_ns()
+
+
+async def _chunks(
+    events: AsyncIterator[BackendEvent], job: Job, run: _Run
+) -> AsyncGenerator[Token | ToolCall, None]:
+    """The backend's events as output chunks: timed, counted and cut at stop sequences."""
+    stops = StopFilter(job.stop)
+    async with aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            if isinstance(event, PromptEvaluated):
+                run.eval_start = time.perf_counter_ns()
+                run.stats.prompt_eval_count = event.count
+                run.stats.prompt_eval_ns = run.eval_start - run.started
+            elif isinstance(event, Finished):
+                run.reason = event.reason
+                if tail := stops.flush():
+                    yield Token(tail)
+                return
+            elif isinstance(event, ToolCall):
+                run.stats.eval_count += text.count_tokens(json.dumps(event.arguments))
+                yield event
+            else:
+                run.stats.eval_count += 1
+                sendable, stopped = stops.feed(event.text)
+                if sendable:
+                    yield Token(sendable)
+                if stopped:
+                    run.reason = "stop"
+                    return
 
 
 async def _strike(

@@ -8,6 +8,8 @@ model runs in a worker thread so the server keeps serving other requests meanwhi
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import math
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -70,9 +72,12 @@ class LlamaCppBackend:
                 f"cannot serve {self.profile.name!r} from {self.path}: llama-cpp-python is not "
                 f"installed; {INSTALL_HINT}"
             ) from None
+        _silence(llama_cpp)
         threads = max(1, min(4, os.cpu_count() or 1))
+        # verbose=True keeps llama-cpp-python from redirecting stdout/stderr to a /dev/null it
+        # never closes; the silent log callback keeps llama.cpp's messages out of the output.
         return llama_cpp.Llama(
-            model_path=str(self.path), n_ctx=self.n_ctx, n_threads=threads, verbose=False, **extra
+            model_path=str(self.path), n_ctx=self.n_ctx, n_threads=threads, verbose=True, **extra
         )
 
     async def load(self) -> None:
@@ -121,6 +126,18 @@ class LlamaCppBackend:
             if choice.get("finish_reason"):
                 reason = "length" if choice["finish_reason"] == "length" else "stop"
         yield Finished(reason)
+
+
+@functools.cache
+def _silence(llama_cpp: Any) -> Any:
+    """Send llama.cpp's log lines nowhere (once per process; the callback must stay alive)."""
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def _discard(level: int, text: bytes, user_data: Any) -> None:
+        return None
+
+    llama_cpp.llama_log_set(_discard, ctypes.c_void_p(0))
+    return _discard
 
 
 def _evaluate(llm: Any, tokens: list[int]) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
-
 
 
 async def test_root_and_version(asgi_client: httpx.AsyncClient) -> None:
@@ -16,8 +14,12 @@ async def test_root_and_version(asgi_client: httpx.AsyncClient) -> None:
     assert (await asgi_client.get("/api/version")).json() == {"version": "0.5.1"}
 
 
-async def test_generate_stream_is_ndjson_ending_with_statistics(asgi_client: httpx.AsyncClient) -> None:
-    response = await asgi_client.post("/api/generate", json={"model": "llama3.2:1b", "prompt": "Hi"})
+async def test_generate_stream_is_ndjson_ending_with_statistics(
+    asgi_client: httpx.AsyncClient,
+) -> None:
+    response = await asgi_client.post(
+        "/api/generate", json={"model": "llama3.2:1b", "prompt": "Hi"}
+    )
     assert response.headers["content-type"] == "application/x-ndjson"
     lines = [json.loads(line) for line in response.text.splitlines()]
     assert all(line["done"] is False for line in lines[:-1])
@@ -25,7 +27,14 @@ async def test_generate_stream_is_ndjson_ending_with_statistics(asgi_client: htt
     assert final["done"] is True
     assert final["done_reason"] == "stop"
     assert final["response"] == ""
-    for key in ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"):
+    for key in (
+        "total_duration",
+        "load_duration",
+        "prompt_eval_count",
+        "prompt_eval_duration",
+        "eval_count",
+        "eval_duration",
+    ):
         assert isinstance(final[key], int)
         assert final[key] > 0
     assert final["eval_count"] == len(lines) - 1
