@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from pytest_llmperf.emulator import wire
@@ -472,8 +473,6 @@ def _optional(opts: Mapping[str, Any], key: str, kind: type, default: Any = None
 
 def _with_tools(job: Job, tools: list[Mapping[str, Any]], messages: list[Mapping[str, Any]]) -> Job:
     """A chat with tools calls the first tool, unless the last message is a tool's result."""
-    from dataclasses import replace
-
     wants = bool(tools) and messages[-1].get("role") != "tool"
     return replace(job, tools=tuple(tools), wants_tool_call=wants)
 
