@@ -27,11 +27,12 @@ from pytest_llmperf.emulator.engine import (
 from pytest_llmperf.emulator.faults import FAULT_HEADER, FaultSpec, parse_fault_header
 from pytest_llmperf.emulator.keepalive import parse_keep_alive
 from pytest_llmperf.emulator.profiles import Catalogue, load_catalogue, normalize_model_name
-from pytest_llmperf.emulator.text import render_messages
+from pytest_llmperf.emulator.text import render_messages, unit
 from pytest_llmperf.errors import FaultSpecError
 
 OLLAMA_VERSION = "0.5.1"
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+PULL_MISSING = "pull model manifest: file does not exist"
 
 Scope = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Mapping[str, Any]]]
@@ -175,8 +176,14 @@ class EmulatorApp:
         if not model:
             raise HTTPError(400, "model is required")
         name = normalize_model_name(str(model))
+        stream = body.get("stream", True) is not False
         if name not in self.engine.backends:
-            raise HTTPError(500, "pull model manifest: file does not exist")
+            if not stream:
+                raise HTTPError(500, PULL_MISSING)
+            await out.start(200, wire.NDJSON)  # Ollama reports a pull failure in the stream
+            await out.body(wire.dumps({"status": "pulling manifest"}) + b"\n", more=True)
+            await out.body(wire.dumps(wire.ollama_error(PULL_MISSING)) + b"\n")
+            return
         self.engine.mark_pulled(name)
         size = self.engine.backends[name].profile.size
         digest = "sha256:" + self.engine.backends[name].profile.digest
@@ -191,7 +198,7 @@ class EmulatorApp:
             for i in range(5)
         ]
         steps += [{"status": s} for s in ("verifying sha256 digest", "writing manifest", "success")]
-        if body.get("stream", True) is False:
+        if not stream:
             await out.json({"status": "success"})
             return
         await out.start(200, wire.NDJSON)
@@ -267,9 +274,7 @@ class EmulatorApp:
         backend, keep_alive, _faults = self._prepare(request, body)
         texts = _texts(body.get("input"))
         vectors, stats = await self._embed(backend, texts, keep_alive, request, normalize=True)
-        dimensions = body.get("dimensions")
-        if isinstance(dimensions, int) and dimensions > 0:
-            vectors = [v[:dimensions] for v in vectors]
+        vectors = _truncate(vectors, body.get("dimensions"))
         await out.json({"model": backend.profile.name, "embeddings": vectors, **describe(stats)})
 
     async def embeddings(self, request: Request, out: Responder) -> None:
@@ -287,6 +292,7 @@ class EmulatorApp:
         backend, keep_alive, _faults = self._prepare(request, body)
         texts = _texts(body.get("input"))
         vectors, stats = await self._embed(backend, texts, keep_alive, request, normalize=True)
+        vectors = _truncate(vectors, body.get("dimensions"))
         data = [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)]
         tokens = stats.prompt_eval_count
         await out.json(
@@ -494,6 +500,15 @@ def _tools(value: Any) -> list[Mapping[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(t, Mapping) for t in value):
         raise HTTPError(400, "tools must be a list of tool objects")
     return value
+
+
+def _truncate(vectors: list[list[float]], dimensions: Any) -> list[list[float]]:
+    """Cut vectors to ``dimensions`` and scale them back to length 1, as Ollama does."""
+    if dimensions is None:
+        return vectors
+    if not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1:
+        raise HTTPError(400, f"dimensions must be a positive whole number, got {dimensions!r}")
+    return [unit(v[:dimensions]) for v in vectors]
 
 
 def _texts(value: Any) -> list[str]:

@@ -31,6 +31,17 @@ class Job:
     wants_tool_call: bool = False
 
 
+@dataclass
+class Pacing:
+    """Time the server spent outside the model during a generation (injected stalls).
+
+    A backend that paces itself by a schedule moves the schedule by ``paused_s``, so tokens
+    after a pause keep the model's rate instead of arriving all at once.
+    """
+
+    paused_s: float = 0.0
+
+
 @dataclass(frozen=True)
 class PromptEvaluated:
     """The prompt has been read: generation starts now."""
@@ -74,7 +85,7 @@ class Backend(Protocol):
     def unload(self) -> None:
         """Free the model's memory."""
 
-    def generate(self, job: Job) -> AsyncIterator[BackendEvent]:
+    def generate(self, job: Job, pacing: Pacing) -> AsyncIterator[BackendEvent]:
         """Evaluate the prompt, then yield tokens; ends with one :class:`Finished`."""
         ...
 

@@ -20,6 +20,7 @@ from pytest_llmperf.emulator.backends import (
     BackendEvent,
     Finished,
     Job,
+    Pacing,
     PromptEvaluated,
     Token,
     ToolCall,
@@ -184,9 +185,10 @@ class Engine:
             run = _Run(Stats(load_ns=lease.load_ns))
             emitted, answer = 0, []
             pending = sorted(faults, key=lambda f: f.after)
-            async with aclosing(_chunks(backend.generate(job), job, run)) as chunks:
+            pacing = Pacing()
+            async with aclosing(_chunks(backend.generate(job, pacing), job, run)) as chunks:
                 async for chunk in chunks:
-                    pending, error = await _strike(pending, emitted, final=False)
+                    pending, error = await _strike(pending, emitted, pacing, final=False)
                     if error is not None:
                         yield error
                         return
@@ -194,7 +196,7 @@ class Engine:
                     if isinstance(chunk, Token):
                         answer.append(chunk.text)
                     yield chunk
-            _pending, error = await _strike(pending, emitted, final=True)
+            _pending, error = await _strike(pending, emitted, pacing, final=True)
             if error is not None:
                 yield error
                 return
@@ -244,7 +246,7 @@ async def _chunks(
 
 
 async def _strike(
-    pending: list[FaultSpec], emitted: int, *, final: bool
+    pending: list[FaultSpec], emitted: int, pacing: Pacing, *, final: bool
 ) -> tuple[list[FaultSpec], ErrorLine | None]:
     """Apply the mid-stream faults due before chunk number ``emitted`` (all of them if final)."""
     remaining = []
@@ -256,7 +258,9 @@ async def _strike(
             remaining.append(fault)
             continue
         if fault.kind in (FaultKind.STALL, FaultKind.SLOW_FIRST_TOKEN):
+            paused = time.perf_counter()
             await asyncio.sleep(fault.seconds)
+            pacing.paused_s += time.perf_counter() - paused
         elif fault.kind is FaultKind.ERROR_LINE:
             return remaining, ErrorLine(fault.error_message)
         elif fault.kind is FaultKind.DROP:

@@ -10,14 +10,21 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-import math
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.emulator.backends import BackendEvent, Finished, Job, PromptEvaluated, Token
+from pytest_llmperf.emulator.backends import (
+    BackendEvent,
+    Finished,
+    Job,
+    Pacing,
+    PromptEvaluated,
+    Token,
+)
 from pytest_llmperf.emulator.profiles import ModelProfile, normalize_model_name
+from pytest_llmperf.emulator.text import unit
 from pytest_llmperf.errors import ConfigurationError
 
 INSTALL_HINT = "install the real-model backend with: pip install 'pytest-llmperf[llama]'"
@@ -99,7 +106,8 @@ class LlamaCppBackend:
         vectors = [await asyncio.to_thread(self._embedder.embed, t) for t in texts]
         return [_pool(v, normalize) for v in vectors]
 
-    async def generate(self, job: Job) -> AsyncIterator[BackendEvent]:
+    async def generate(self, job: Job, pacing: Pacing) -> AsyncIterator[BackendEvent]:
+        # llama.cpp computes each token when asked for it, so a pause needs no adjustment.
         llm = self._llm
         tokens = llm.tokenize(job.prompt.encode(), add_bos=True)
         room = self.n_ctx - len(tokens) - 1
@@ -152,7 +160,4 @@ def _pool(vector: Any, normalize: bool) -> list[float]:
         width = len(vector[0])
         vector = [sum(row[i] for row in vector) / len(vector) for i in range(width)]
     values = [float(v) for v in vector]
-    if normalize:
-        norm = math.sqrt(sum(v * v for v in values)) or 1.0
-        values = [v / norm for v in values]
-    return values
+    return unit(values) if normalize else values

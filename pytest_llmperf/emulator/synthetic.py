@@ -17,6 +17,7 @@ from pytest_llmperf.emulator.backends import (
     BackendEvent,
     Finished,
     Job,
+    Pacing,
     PromptEvaluated,
     Token,
     ToolCall,
@@ -54,7 +55,7 @@ class SyntheticBackend:
         low, high = self.profile.response_tokens
         return text.sentence_tokens(generator, generator.randint(low, high))
 
-    async def generate(self, job: Job) -> AsyncIterator[BackendEvent]:
+    async def generate(self, job: Job, pacing: Pacing) -> AsyncIterator[BackendEvent]:
         profile, scale = self.profile, self.time_scale
         jitter = _Jitter(text.rng(profile.name, job.prompt, job.seed, "jitter"), profile.jitter)
         prompt_tokens = self.count_tokens(job.prompt)
@@ -76,7 +77,7 @@ class SyntheticBackend:
         for index, token in enumerate(tokens[:limit]):
             if index:
                 deadline += step * jitter()
-            await _sleep_until(start + deadline)
+            await _sleep_until(start + pacing.paused_s + deadline)
             yield Token(token)
         yield Finished(reason)
 

@@ -95,10 +95,13 @@ def embedding(model: str, text: str, dimensions: int, normalize: bool = True) ->
     """A deterministic vector for ``text``: the same input always gives the same vector."""
     raw = hashlib.shake_256(f"{model}\0{text}".encode()).digest(4 * dimensions)
     values = [(v / 0xFFFFFFFF) * 2.0 - 1.0 for v in struct.unpack(f">{dimensions}I", raw)]
-    if not normalize:
-        return values
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    return [v / norm for v in values]
+    return unit(values) if normalize else values
+
+
+def unit(vector: Sequence[float]) -> list[float]:
+    """``vector`` scaled to length 1 (Ollama normalises /api/embed vectors, also when cut)."""
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
 
 
 def render_messages(messages: Sequence[Mapping[str, Any]]) -> str:

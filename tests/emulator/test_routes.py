@@ -253,7 +253,13 @@ async def test_tags_show_and_pull(catalogue: Catalogue) -> None:
         assert shown["details"]["format"] == "gguf"
         assert "completion" in shown["capabilities"]
         unknown = await client.post("/api/pull", json={"model": "nothing:1b"})
-        assert unknown.json() == {"error": "pull model manifest: file does not exist"}
+        assert unknown.status_code == 200  # the failure arrives in the stream, as from Ollama
+        assert ndjson(unknown)[-1] == {"error": "pull model manifest: file does not exist"}
+        whole = await client.post("/api/pull", json={"model": "nothing:1b", "stream": False})
+        assert (whole.status_code, whole.json()) == (
+            500,
+            {"error": "pull model manifest: file does not exist"},
+        )
 
 
 # --- OpenAI-compatible routes -------------------------------------------------------------
