@@ -20,29 +20,11 @@ import httpx
 import jsonschema
 import ollama
 import pytest
+from conformance_data import FAULT_HEADER, MODEL, PERSON_SCHEMA, WEATHER_TOOL
 
 from pytest_llmperf.emulator import Catalogue, EmulatorServer, ModelProfile
 
-MODEL = "llama3.2:1b"
 PROMPT = "Tell me a story"
-FAULT_HEADER = "X-Llmperf-Fault"
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-PERSON_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-    "required": ["name", "age"],
-}
 # A slow-writing copy of MODEL: one token every PACED_STEP_S, PACED_TOKENS tokens an answer.
 PACED_STEP_S = 0.02
 PACED_TOKENS = 12

@@ -10,36 +10,18 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import jsonschema
 import openai
 import pytest
+from conformance_data import FAULT_HEADER, MODEL, PERSON_SCHEMA, WEATHER_TOOL
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from pytest_llmperf.emulator import Catalogue, EmulatorServer
 from pytest_llmperf.emulator.text import count_tokens
 
-MODEL = "llama3.2:1b"
-FAULT_HEADER = "X-Llmperf-Fault"
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Tell me a story"}]
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-PERSON_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-    "required": ["name", "age"],
-}
 
 T = TypeVar("T")
 
