@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import TypeVar
 
 import pytest
 
 from pytest_llmperf import settings as _settings
+from pytest_llmperf.cache import ResponseCache
+from pytest_llmperf.client import AsyncOllamaClient, OllamaClient
 from pytest_llmperf.emulator.runner import start_emulator
 from pytest_llmperf.emulator.server import EmulatorServer
 from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.records import Recorder, RecordRouter
+from pytest_llmperf.runtime import Runtime
 
 SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
+ROUTER_KEY = pytest.StashKey[RecordRouter]()
+RECORDER_KEY = pytest.StashKey[Recorder]()
+SETTINGS_MARKER = "llm_settings"
+ClientT = TypeVar("ClientT")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -20,6 +29,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = _settings.resolve(config)
+    config.stash[ROUTER_KEY] = RecordRouter()
+    config.addinivalue_line(
+        "markers",
+        f"{SETTINGS_MARKER}(**fields): override pytest-llmperf settings (cache, tiers, hosts, "
+        "timeouts, fallback, ...) for this test",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Check ``llm_settings`` markers when the test is collected, not when it runs."""
+    for marker in metafunc.definition.iter_markers(SETTINGS_MARKER):
+        where = f"marker {SETTINGS_MARKER} on {metafunc.definition.nodeid}"
+        if marker.args:
+            pytest.fail(f"{where}: give settings as keywords, e.g. cache='off'", pytrace=False)
+        try:
+            _settings.with_marker(_settings.Settings(), marker.kwargs, where)
+        except ValueError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    router = item.config.stash[ROUTER_KEY]
+    router.current = item.stash[RECORDER_KEY] = Recorder(item.nodeid)
+    try:
+        return (yield)
+    finally:
+        router.current = router.session
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +74,88 @@ def ollama_emulator(llm_settings: _settings.Settings) -> Iterator[EmulatorServer
         pytest.fail(f"cannot start the ollama_emulator fixture: {exc}", pytrace=False)
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def _llmperf_runtime(pytestconfig: pytest.Config) -> Iterator[Runtime]:
+    runtime = Runtime(pytestconfig.stash[ROUTER_KEY])
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def _llmperf_test_settings(
+    request: pytest.FixtureRequest, llm_settings: _settings.Settings
+) -> _settings.Settings:
+    settings = llm_settings
+    for marker in reversed(list(request.node.iter_markers(SETTINGS_MARKER))):
+        where = f"marker {SETTINGS_MARKER} on {request.node.nodeid}"
+        settings = _settings.with_marker(settings, marker.kwargs, where)
+    return settings
+
+
+def _emulator_url(request: pytest.FixtureRequest) -> Callable[[], str]:
+    def url() -> str:
+        server: EmulatorServer = request.getfixturevalue("ollama_emulator")
+        return server.url
+
+    return url
+
+
+@pytest.fixture
+def ollama_client(
+    request: pytest.FixtureRequest,
+    _llmperf_runtime: Runtime,
+    _llmperf_test_settings: _settings.Settings,
+) -> OllamaClient:
+    """The sync client on this test's settings; its calls are recorded in ``llm_calls``."""
+    return _fixture_call(_llmperf_runtime.client, _llmperf_test_settings, request)
+
+
+@pytest.fixture
+async def async_ollama_client(
+    request: pytest.FixtureRequest,
+    _llmperf_runtime: Runtime,
+    _llmperf_test_settings: _settings.Settings,
+) -> AsyncIterator[AsyncOllamaClient]:
+    """The async client on this test's settings; its calls are recorded in ``llm_calls``."""
+    client = _fixture_call(_llmperf_runtime.async_client, _llmperf_test_settings, request)
+    yield client
+    await client.aclose()
+
+
+def _fixture_call(
+    make: Callable[[_settings.Settings, Callable[[], str]], ClientT],
+    settings: _settings.Settings,
+    request: pytest.FixtureRequest,
+) -> ClientT:
+    try:
+        return make(settings, _emulator_url(request))
+    except ConfigurationError as exc:
+        pytest.fail(f"cannot make the LLM client: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def llm_cache(
+    _llmperf_runtime: Runtime, _llmperf_test_settings: _settings.Settings
+) -> ResponseCache | None:
+    """The response cache this test's clients use (``None`` with ``--llm-cache off``)."""
+    return _llmperf_runtime.cache(_llmperf_test_settings)
+
+
+@pytest.fixture
+def llm_calls(request: pytest.FixtureRequest) -> Recorder:
+    """The records of this test's LLM calls, in the order they finished."""
+    recorder: Recorder = request.node.stash[RECORDER_KEY]
+    return recorder
+
+
+@pytest.fixture(scope="session")
+def llm_warm_up(
+    request: pytest.FixtureRequest,
+    _llmperf_runtime: Runtime,
+    llm_settings: _settings.Settings,
+) -> dict[str, float]:
+    """Load every tier's model once per session; the load time (seconds) of each model."""
+    client = _llmperf_runtime.client(llm_settings, _emulator_url(request))
+    return client.warm_up(keep_alive=llm_settings.keep_alive)

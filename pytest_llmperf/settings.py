@@ -1,18 +1,21 @@
-"""One settings object, resolved in one place: ini < environment < command line.
+"""One settings object, resolved in one place: ini < environment < command line < marker.
 
 Every option has an ini key, an environment variable and a command-line flag; a bad value is
 a :class:`pytest.UsageError` that names the value, where it came from, and what is allowed.
+``@pytest.mark.llm_settings(field=value, ...)`` overrides fields for one test.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+EMULATOR = "emulator"
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,18 @@ class Settings:
     emulator_profiles: Path | None = None
     emulator_gguf: tuple[str, ...] = ()
     emulator_time_scale: float = 1.0
+    hosts: tuple[str, ...] = (EMULATOR,)
+    api: str = "ollama"
+    cache: str = "memory"
+    cache_ttl: float | None = None
+    cache_namespace: str = "llmperf"
+    tiers: tuple[str, ...] = ()
+    timeouts: tuple[str, ...] = ()
+    adaptive_timeouts: bool = True
+    fallback: bool = False
+    retries: int = 2
+    concurrency: int = 4
+    keep_alive: str = "30m"
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,85 @@ def _scale(value: str) -> float:
     if number < 0:
         raise ValueError("must be a number >= 0")
     return number
+
+
+def _host(value: str) -> str:
+    value = value.strip()
+    if value == EMULATOR:
+        return value
+    from pytest_llmperf.errors import ConfigurationError
+    from pytest_llmperf.protocol import parse_host
+
+    try:
+        return parse_host(value)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"choose one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _cache(value: str) -> str:
+    if value in ("memory", "off") or value.startswith(("redis://", "rediss://", "unix://")):
+        return value
+    raise ValueError("choose memory, off, or a redis://HOST:PORT/DB URL")
+
+
+def _ttl(value: str) -> float | None:
+    number = float(value)
+    if number < 0:
+        raise ValueError("must be a number of seconds >= 0 (0: entries never expire)")
+    return number or None
+
+
+def _tier(value: str) -> str:
+    from pytest_llmperf.errors import ConfigurationError
+    from pytest_llmperf.tiers import Tiers
+
+    try:
+        Tiers.parse([value])
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
+    return value.strip()
+
+
+def _timeout(value: str) -> str:
+    from pytest_llmperf.errors import ConfigurationError
+    from pytest_llmperf.timeouts import UNTIERED, Limits
+
+    tier, sep, limits = value.partition(":")
+    if not sep or not tier.strip():
+        raise ValueError("write TIER: total=S first_token=S stall=S connect=S")
+    try:
+        Limits.parse(limits, UNTIERED)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
+    return value.strip()
+
+
+def _switch(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("choose on or off")
+
+
+def _count(least: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < least:
+            raise ValueError(f"must be a whole number >= {least}")
+        return number
+
+    return parse
 
 
 OPTIONS = (
@@ -78,7 +172,123 @@ OPTIONS = (
         _scale,
         "FACTOR",
     ),
+    Option(
+        "hosts",
+        "--llm-host",
+        "llm_host",
+        "LLMPERF_HOST",
+        "the LLM server the client fixtures call, with OLLAMA_HOST semantics, or 'emulator' "
+        "for the embedded one (default); repeat for a pool",
+        _host,
+        "HOST",
+        multiple=True,
+    ),
+    Option(
+        "api",
+        "--llm-api",
+        "llm_api",
+        "LLMPERF_API",
+        "ollama (the /api routes, default) or openai (the /v1 routes of vLLM, llama.cpp, ...)",
+        _choice("ollama", "openai"),
+        "API",
+    ),
+    Option(
+        "cache",
+        "--llm-cache",
+        "llm_cache",
+        "LLMPERF_CACHE",
+        "response cache: memory (in-process + fakeredis, default), off, or redis://HOST:PORT/DB",
+        _cache,
+        "CACHE",
+    ),
+    Option(
+        "cache_ttl",
+        "--llm-cache-ttl",
+        "llm_cache_ttl",
+        "LLMPERF_CACHE_TTL",
+        "seconds a cached answer lives (0 or unset: no expiry)",
+        _ttl,
+        "SECONDS",
+    ),
+    Option(
+        "cache_namespace",
+        "--llm-cache-namespace",
+        "llm_cache_namespace",
+        "LLMPERF_CACHE_NAMESPACE",
+        "prefix of the cache's Redis keys (default llmperf)",
+        str,
+        "NAME",
+    ),
+    Option(
+        "tiers",
+        "--llm-tier",
+        "llm_tiers",
+        "LLMPERF_TIERS",
+        "TIER=MODEL, over the defaults fast=llama3.2:1b balanced=llama3.2:3b "
+        "complex=llama3:8b (repeatable)",
+        _tier,
+        "TIER=MODEL",
+        multiple=True,
+    ),
+    Option(
+        "timeouts",
+        "--llm-timeout",
+        "llm_timeouts",
+        "LLMPERF_TIMEOUTS",
+        "a tier's limits in seconds, as 'fast: total=10 first_token=5 stall=5' (repeatable)",
+        _timeout,
+        "SPEC",
+        multiple=True,
+    ),
+    Option(
+        "adaptive_timeouts",
+        "--llm-adaptive-timeouts",
+        "llm_adaptive_timeouts",
+        "LLMPERF_ADAPTIVE_TIMEOUTS",
+        "on (default): limits follow each model's measured latency; off: the tier's limits",
+        _switch,
+        "on|off",
+    ),
+    Option(
+        "fallback",
+        "--llm-fallback",
+        "llm_fallback",
+        "LLMPERF_FALLBACK",
+        "on: retry a timed-out call on the next faster tier (default off)",
+        _switch,
+        "on|off",
+    ),
+    Option(
+        "retries",
+        "--llm-retries",
+        "llm_retries",
+        "LLMPERF_RETRIES",
+        "retries of a call whose host refused it or answered 503, on another host (default 2)",
+        _count(0),
+        "N",
+    ),
+    Option(
+        "concurrency",
+        "--llm-concurrency",
+        "llm_concurrency",
+        "LLMPERF_CONCURRENCY",
+        "calls in flight at once in client.many() (default 4)",
+        _count(1),
+        "N",
+    ),
+    Option(
+        "keep_alive",
+        "--llm-keep-alive",
+        "llm_keep_alive",
+        "LLMPERF_KEEP_ALIVE",
+        "how long the llm_warm_up fixture keeps models loaded (default 30m)",
+        str,
+        "DURATION",
+    ),
 )
+BY_FIELD = {option.field: option for option in OPTIONS}
+# Settings of the session's emulator, which one test cannot change.
+SESSION_ONLY = frozenset({"emulator_profiles", "emulator_gguf", "emulator_time_scale"})
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -137,3 +347,46 @@ def _parse(option: Option, raw: Any, origin: str) -> Any:
         return option.parse(raw)
     except ValueError as exc:
         raise pytest.UsageError(f"invalid value {raw!r} for {origin}: {exc}") from None
+
+
+def with_marker(settings: Settings, overrides: Mapping[str, Any], where: str) -> Settings:
+    """``settings`` with a ``llm_settings`` marker's keyword arguments applied.
+
+    A value may be given as the option's text (parsed as on the command line) or as the
+    field's own type; a wrong name or value raises :class:`ValueError` naming it.
+    """
+    known = sorted(f.name for f in fields(Settings) if f.name not in SESSION_ONLY)
+    changes: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name in SESSION_ONLY:
+            raise ValueError(
+                f"{where}: {name} belongs to the whole session (the emulator is shared); set it "
+                f"with {BY_FIELD[name].flag} or the {BY_FIELD[name].ini} ini option"
+            )
+        if name not in known:
+            raise ValueError(
+                f"{where}: unknown setting {name!r}; a marker can set {', '.join(known)}"
+            )
+        option = BY_FIELD[name]
+        origin = f"{where}, argument {name}"
+        if option.multiple:
+            items = [value] if isinstance(value, str) else list(value)
+            changes[name] = _parse_marker(option, [str(item) for item in items], origin)
+        else:
+            changes[name] = _parse_marker(option, _text(value), origin)
+    return replace(settings, **changes)
+
+
+def _parse_marker(option: Option, raw: Any, origin: str) -> Any:
+    try:
+        return _parse(option, raw, origin)
+    except pytest.UsageError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return ""
+    return str(value)

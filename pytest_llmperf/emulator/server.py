@@ -83,6 +83,16 @@ class EmulatorServer:
         self._thread.join(timeout=10)
         self._socket.close()
 
+    def kill(self) -> None:
+        """Stop at once, cutting every open connection, as a crashed server would."""
+        for connection in list(self._server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            loop = getattr(connection, "loop", None)
+            if transport is not None and loop is not None:
+                loop.call_soon_threadsafe(transport.abort)
+        self._server.force_exit = True
+        self.stop()
+
     def __enter__(self) -> EmulatorServer:
         return self.start()
 

@@ -1,0 +1,196 @@
+"""The response cache: a bounded LRU in the process, then a Redis (or fakeredis) server.
+
+The key is a stable hash of what determines the answer: the route and the request body
+without ``stream`` and ``keep_alive`` (see :func:`pytest_llmperf.protocol.cache_identity`).
+An entry holds the answer's chunks, so a streamed answer is served back as a stream and a
+whole answer as a one-chunk stream. Redis being down never fails a call: the cache logs one
+warning, goes on with the first level alone, and tries Redis again after ``retry_after_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.protocol import cache_identity
+
+log = logging.getLogger("pytest_llmperf.cache")
+
+Chunks = list[dict[str, Any]]
+
+
+class RedisLike(Protocol):
+    """The part of the redis-py API the cache uses."""
+
+    def get(self, name: str) -> Any: ...
+
+    def set(self, name: str, value: bytes, *, px: int | None = None) -> Any: ...
+
+
+@dataclass
+class CacheStats:
+    """What the cache did; ``redis_error`` holds the last Redis failure, if any."""
+
+    hits_memory: int = 0
+    hits_redis: int = 0
+    misses: int = 0
+    stores: int = 0
+    redis_errors: int = 0
+    redis_error: str | None = None
+
+    @property
+    def hits(self) -> int:
+        return self.hits_memory + self.hits_redis
+
+    @property
+    def hit_rate(self) -> float | None:
+        looked = self.hits + self.misses
+        return self.hits / looked if looked else None
+
+
+def open_redis(url: str) -> RedisLike:
+    """A Redis client for ``redis://`` / ``rediss://`` / ``unix://`` URLs, or ``fakeredis``."""
+    if url == "fakeredis":
+        import fakeredis
+
+        client: RedisLike = fakeredis.FakeRedis()
+        return client
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(
+            f"cannot use {url!r} as a cache: give memory, off, or a redis://HOST:PORT/DB URL"
+        )
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+
+
+class ResponseCache:
+    """Two levels: ``memory_size`` entries in the process, then ``redis`` (optional).
+
+    ``ttl_s`` bounds an entry's life on both levels (``None``: no expiry). ``namespace``
+    prefixes Redis keys, so several suites can share one server.
+    """
+
+    def __init__(
+        self,
+        redis: RedisLike | None = None,
+        *,
+        memory_size: int = 1024,
+        ttl_s: float | None = None,
+        namespace: str = "llmperf",
+        redis_name: str = "",
+        retry_after_s: float = 30.0,
+    ) -> None:
+        self.redis = redis
+        self.memory_size = memory_size
+        self.ttl_s = ttl_s
+        self.namespace = namespace
+        self.redis_name = redis_name or ("redis" if redis is not None else "")
+        self.retry_after_s = retry_after_s
+        self.stats = CacheStats()
+        self._memory: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._redis_down_until = 0.0
+
+    @staticmethod
+    def identity(route: str, request: Mapping[str, Any]) -> bytes:
+        return cache_identity(route, request)
+
+    def redis_key(self, identity: bytes) -> str:
+        return f"{self.namespace}:{hashlib.sha256(identity).hexdigest()}"
+
+    def get(self, identity: bytes) -> tuple[str, Chunks] | None:
+        """``(level, chunks)`` for a hit (level ``hit-memory`` or ``hit-redis``), else ``None``."""
+        data = self._memory_get(identity)
+        if data is not None:
+            self.stats.hits_memory += 1
+            return "hit-memory", json.loads(data)
+        data = self._redis_get(identity)
+        if data is not None:
+            self._memory_put(identity, data)
+            self.stats.hits_redis += 1
+            return "hit-redis", json.loads(data)
+        self.stats.misses += 1
+        return None
+
+    def put(self, identity: bytes, chunks: Sequence[Mapping[str, Any]]) -> None:
+        data = json.dumps(chunks, separators=(",", ":")).encode()
+        self._memory_put(identity, data)
+        self._redis_put(identity, data)
+        self.stats.stores += 1
+
+    def clear(self) -> None:
+        """Empty the first level (Redis entries expire by their TTL or a ``FLUSHDB``)."""
+        with self._lock:
+            self._memory.clear()
+
+    # --- first level --------------------------------------------------------------------
+
+    def _memory_get(self, identity: bytes) -> bytes | None:
+        with self._lock:
+            entry = self._memory.get(identity)
+            if entry is None:
+                return None
+            expires, data = entry
+            if expires and expires < time.monotonic():
+                del self._memory[identity]
+                return None
+            self._memory.move_to_end(identity)
+            return data
+
+    def _memory_put(self, identity: bytes, data: bytes) -> None:
+        if self.memory_size <= 0:
+            return
+        expires = time.monotonic() + self.ttl_s if self.ttl_s else 0.0
+        with self._lock:
+            self._memory[identity] = (expires, data)
+            self._memory.move_to_end(identity)
+            while len(self._memory) > self.memory_size:
+                self._memory.popitem(last=False)
+
+    # --- second level -------------------------------------------------------------------
+
+    def _redis_usable(self) -> bool:
+        return self.redis is not None and time.monotonic() >= self._redis_down_until
+
+    def _redis_get(self, identity: bytes) -> bytes | None:
+        if not self._redis_usable():
+            return None
+        try:
+            value = self.redis.get(self.redis_key(identity))  # type: ignore[union-attr]
+        except Exception as exc:  # redis-py raises its own tree; any failure means "down"
+            self._redis_failed(exc)
+            return None
+        return bytes(value) if value is not None else None
+
+    def _redis_put(self, identity: bytes, data: bytes) -> None:
+        if not self._redis_usable():
+            return
+        ttl_ms = int(self.ttl_s * 1000) if self.ttl_s else None
+        try:
+            self.redis.set(self.redis_key(identity), data, px=ttl_ms)  # type: ignore[union-attr]
+        except Exception as exc:
+            self._redis_failed(exc)
+
+    def _redis_failed(self, exc: Exception) -> None:
+        first = self.stats.redis_errors == 0
+        self.stats.redis_errors += 1
+        self.stats.redis_error = f"{type(exc).__name__}: {exc}"
+        self._redis_down_until = time.monotonic() + self.retry_after_s
+        if first:
+            log.warning(
+                "the LLM response cache cannot reach %s (%s); calls go on with the in-process "
+                "cache only, and Redis is tried again every %g s. Start Redis, fix the URL "
+                "(--llm-cache redis://HOST:PORT/DB), or use --llm-cache memory",
+                self.redis_name,
+                self.stats.redis_error,
+                self.retry_after_s,
+            )

@@ -1,0 +1,667 @@
+"""The logic of a call, written once as a generator of I/O steps.
+
+:meth:`Core.run` decides everything about a call (tier, model, cache, host, timeouts,
+retries, fallback, the record) and *yields* the I/O it needs as small step objects: open a
+request, read a body, read the next line, close, sleep, or hand a chunk to the caller. The
+sync and async clients are thin drivers that perform those steps with httpx's sync or async
+API and send the results (or the exceptions) back in. No logic is written twice.
+
+How the timeouts map onto httpx: Ollama sends the response headers with the first chunk
+(after loading the model and reading the prompt), so the read limit while waiting for the
+headers is the ``first_token`` limit (``total`` for an answer that is not streamed). Once
+the headers are in, the read limit of the request becomes ``min(stall, time left)``: httpx
+reads it when the body starts, and applies it to every read of the body. The total limit is
+also checked after every chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from pytest_llmperf.cache import ResponseCache
+from pytest_llmperf.errors import (
+    ConfigurationError,
+    LLMConnectError,
+    LLMError,
+    LLMServerError,
+    LLMStreamError,
+    LLMTimeoutError,
+    ModelNotFoundError,
+)
+from pytest_llmperf.hosts import HostPool, backoff_s
+from pytest_llmperf.protocol import (
+    ROUTES,
+    Api,
+    Kind,
+    OpenAIStream,
+    ServerStats,
+    chunk_text,
+    error_text,
+    from_openai,
+    merge,
+    repeatable,
+    to_openai,
+)
+from pytest_llmperf.records import CallRecord, GapSummary
+from pytest_llmperf.tiers import Tiers
+from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
+
+perf_counter = time.perf_counter
+
+# --- the steps a driver performs --------------------------------------------------------
+
+
+class Open:
+    """Send a request and wait for the response headers; the driver returns the response."""
+
+    __slots__ = ("content", "headers", "method", "timeouts", "url")
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        timeouts: dict[str, float],
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.content = content
+        self.timeouts = timeouts
+        self.headers = headers
+
+
+class ReadBody:
+    """Read the rest of the response body; the driver returns the bytes."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+
+
+class Lines:
+    """Start reading the body line by line; the driver returns a (sync or async) iterator."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+
+
+class NextLine:
+    """Read the next line; the driver returns it, or ``None`` at the end of the body."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: Any) -> None:
+        self.lines = lines
+
+
+class Sleep:
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class Emit:
+    """Hand one chunk of a stream to the caller."""
+
+    __slots__ = ("chunk",)
+
+    def __init__(self, chunk: dict[str, Any]) -> None:
+        self.chunk = chunk
+
+
+Step = Open | ReadBody | Lines | NextLine | Sleep | Emit
+Steps = Generator[Step, Any, Any]
+
+# --- what a call asks for ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call as the caller asked for it (``request`` is Ollama's body; model optional).
+
+    ``cache``: ``None`` caches when the answer is repeatable, ``True`` always, ``False``
+    never. ``timeout``: ``None`` for the tier's (adaptive) limits, a number for the total
+    limit of every phase, or :class:`~pytest_llmperf.timeouts.Limits`.
+    """
+
+    kind: Kind
+    request: Mapping[str, Any]
+    stream: bool = False
+    tier: str | None = None
+    cache: bool | None = None
+    timeout: Limits | float | None = None
+    fallback: bool | None = None
+    purpose: str = "call"
+
+
+@dataclass
+class _Trace:
+    """What is measured while a call runs; becomes its :class:`CallRecord`."""
+
+    call: Call
+    route: str
+    start: float
+    wall: float
+    model: str = ""
+    tier: str | None = None
+    host: str | None = None
+    cache: str = "off"
+    limits: Limits | None = None
+    retries: int = 0
+    fallback_from: tuple[str, ...] = ()
+    first_text: float | None = None
+    last_text: float | None = None
+    gaps: list[float] = field(default_factory=list)
+    text_chunks: int = 0
+    emitted: bool = False
+    final: Mapping[str, Any] | None = None
+
+    def text_at(self, now: float) -> None:
+        if self.first_text is None:
+            self.first_text = now
+        else:
+            self.gaps.append(now - self.last_text)  # type: ignore[operator]
+        self.last_text = now
+        self.text_chunks += 1
+
+    def record(self, outcome: str, error: BaseException | None = None) -> CallRecord:
+        end = perf_counter()
+        final = self.final or {}
+        output = final.get("eval_count")
+        if output is None and self.text_chunks:
+            output = self.text_chunks
+        ttft = None if self.first_text is None else self.first_text - self.start
+        return CallRecord(
+            route=self.route,
+            model=self.model,
+            tier=self.tier,
+            host=self.host,
+            stream=self.call.stream,
+            purpose=self.call.purpose,
+            cache=self.cache,
+            started_at=self.wall,
+            total_s=end - self.start,
+            ttft_s=ttft,
+            gaps=GapSummary.of(self.gaps),
+            output_tokens=output,
+            server=ServerStats.of(final),
+            limits=self.limits,
+            retries=self.retries,
+            fallback_from=self.fallback_from,
+            outcome=outcome,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+            timeout_phase=error.phase if isinstance(error, LLMTimeoutError) else None,
+        )
+
+
+# --- the logic ------------------------------------------------------------------------------
+
+
+class Core:
+    """Everything a client knows and decides; the faces only perform its steps."""
+
+    def __init__(
+        self,
+        pool: HostPool,
+        *,
+        api: Api = "ollama",
+        tiers: Tiers | None = None,
+        timeouts: AdaptiveTimeouts | None = None,
+        cache: ResponseCache | None = None,
+        fallback: bool = False,
+        retries: int = 2,
+        headers: Mapping[str, str] | None = None,
+        on_record: Any = None,
+    ) -> None:
+        if api not in ROUTES:
+            raise ConfigurationError(f"unknown api {api!r}: use 'ollama' or 'openai'")
+        self.pool = pool
+        self.api: Api = api
+        self.tiers = tiers or Tiers()
+        self.timeouts = timeouts or AdaptiveTimeouts()
+        self.cache = cache
+        self.fallback = fallback
+        self.retries = retries
+        self.headers = dict(headers) if headers else None
+        self.on_record = on_record
+
+    # --- one call -----------------------------------------------------------------------
+
+    def run(self, call: Call) -> Steps:
+        """The steps of one call; returns the whole answer (``None`` for a stream)."""
+        route = ROUTES[self.api][call.kind]
+        trace = _Trace(call, route, perf_counter(), time.time())
+        try:
+            answer = yield from self._run(call, trace)
+        except LLMTimeoutError as exc:
+            self._record(trace, "timeout", exc)
+            raise
+        except (LLMError, ConfigurationError) as exc:
+            self._record(trace, "error", exc)
+            raise
+        except GeneratorExit:
+            self._record(trace, "cancelled")
+            raise
+        except BaseException as exc:
+            self._record(trace, "cancelled" if _cancel(exc) else "error", exc)
+            raise
+        self._record(trace, "ok")
+        return answer
+
+    def _record(self, trace: _Trace, outcome: str, error: BaseException | None = None) -> None:
+        if self.on_record is not None:
+            self.on_record(trace.record(outcome, error))
+
+    def _run(self, call: Call, trace: _Trace) -> Steps:
+        tier, model = self._choose(call)
+        trace.tier, trace.model = tier, model
+        request = {**call.request, "model": model}
+        identity = None
+        if self.cache is not None and self._cacheable(call, request):
+            identity = self.cache.identity(trace.route, request)
+            hit = self.cache.get(identity)
+            if hit is not None:
+                trace.cache, chunks = hit
+                return (yield from self._serve_cached(call, trace, chunks))
+            trace.cache = "miss"
+        elif self.cache is not None:
+            trace.cache = "bypass"
+        chain = [tier] + (self.tiers.faster(tier) if tier and self._falls_back(call) else [])
+        for index, step_tier in enumerate(chain):
+            if index:
+                trace.fallback_from += (trace.tier or trace.model,)
+                trace.tier, trace.model = step_tier, self.tiers.model(step_tier)  # type: ignore[arg-type]
+                request["model"] = trace.model
+            limits = self._limits(call, trace.model, trace.tier)
+            trace.limits = limits
+            try:
+                chunks = yield from self._on_hosts(call, trace, request, limits)
+            except LLMTimeoutError:
+                if self.timeouts.adapted(trace.model):
+                    self.timeouts.forget(trace.model)
+                if index + 1 < len(chain) and not trace.emitted:
+                    continue
+                raise
+            break
+        if identity is not None and not trace.fallback_from:
+            self.cache.put(identity, chunks)  # type: ignore[union-attr]
+        self._observe(trace)
+        if call.stream:
+            return None
+        return chunks[0] if len(chunks) == 1 else merge(chunks)
+
+    def _choose(self, call: Call) -> tuple[str | None, str]:
+        model = call.request.get("model")
+        if call.tier is not None:
+            tier = self.tiers.pick(call.tier, call.request)
+            return tier, model or self.tiers.model(tier)
+        if not model:
+            raise ConfigurationError(
+                f"no model for this {call.kind} call: pass model='NAME' or tier='fast' "
+                f"(tiers: {', '.join(self.tiers.models)})"
+            )
+        return self.tiers.tier_of(model), model
+
+    def _cacheable(self, call: Call, request: Mapping[str, Any]) -> bool:
+        if call.cache is not None:
+            return call.cache
+        return call.purpose == "call" and repeatable(call.kind, request)
+
+    def _falls_back(self, call: Call) -> bool:
+        return self.fallback if call.fallback is None else call.fallback
+
+    def _limits(self, call: Call, model: str, tier: str | None) -> Limits:
+        if isinstance(call.timeout, Limits):
+            return call.timeout
+        if call.timeout is not None:
+            total = float(call.timeout)
+            return Limits(total=total, first_token=total, stall=total, connect=min(5.0, total))
+        return self.timeouts.limits(model, tier)
+
+    def _observe(self, trace: _Trace) -> None:
+        total = perf_counter() - trace.start
+        first = trace.first_text - trace.start if trace.first_text is not None else total
+        self.timeouts.observe(trace.model, first, max(trace.gaps, default=0.0), total)
+
+    def _serve_cached(self, call: Call, trace: _Trace, chunks: list[dict[str, Any]]) -> Steps:
+        trace.final = chunks[-1]
+        if not call.stream:
+            trace.text_at(perf_counter())
+            return chunks[0] if len(chunks) == 1 else merge(chunks)
+        for chunk in chunks:
+            if chunk_text(chunk):
+                trace.text_at(perf_counter())
+            trace.emitted = True
+            yield Emit(chunk)
+        return None
+
+    # --- hosts and retries ----------------------------------------------------------------
+
+    def _on_hosts(
+        self, call: Call, trace: _Trace, request: dict[str, Any], limits: Limits
+    ) -> Generator[Step, Any, list[dict[str, Any]]]:
+        avoid: list[str] = []
+        while True:
+            host = self.pool.acquire(avoid)
+            trace.host = host
+            began = perf_counter()
+            try:
+                chunks = yield from self._exchange(call, trace, host, request, limits)
+            except (LLMConnectError, LLMServerError) as exc:
+                retry = isinstance(exc, LLMConnectError) or exc.status_code == 503
+                self.pool.release(host, failed=retry)
+                if not retry or trace.emitted or trace.retries >= self.retries:
+                    raise
+                trace.retries += 1
+                avoid.append(host)
+                yield Sleep(backoff_s(trace.retries))
+                continue
+            except BaseException:
+                self.pool.release(host)
+                raise
+            self.pool.release(host, latency_s=perf_counter() - began)
+            return chunks
+
+    # --- one exchange with one host -------------------------------------------------------
+
+    def _exchange(
+        self, call: Call, trace: _Trace, host: str, request: dict[str, Any], limits: Limits
+    ) -> Generator[Step, Any, list[dict[str, Any]]]:
+        stream = call.stream
+        if self.api == "openai":
+            payload = to_openai(call.kind, request, stream)
+        else:
+            payload = {**request, "stream": stream}
+        content = json.dumps(payload, separators=(",", ":")).encode()
+        began = perf_counter()
+        deadline = began + limits.total
+        waiting = "first_token" if stream and limits.first_token < limits.total else "total"
+        timeouts = {
+            "connect": min(limits.connect, limits.total),
+            "read": limits.first_token if waiting == "first_token" else limits.total,
+            "write": limits.total,
+            "pool": limits.total,
+        }
+        where = _Where(host, trace.model, trace.route, trace.tier)
+        stall_bound = False
+        try:
+            response = yield Open("POST", host + trace.route, content, timeouts, self.headers)
+        except httpx.TimeoutException as exc:
+            phase = (
+                "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else waiting
+            )
+            limit = timeouts["connect"] if phase == "connect" else timeouts["read"]
+            raise where.timeout(phase, limit, perf_counter() - began) from None
+        except httpx.TransportError as exc:
+            raise where.unreachable(exc) from None
+        try:
+            if response.status_code != 200:
+                data = yield ReadBody(response)
+                raise where.status_error(response.status_code, data)
+            left = deadline - perf_counter()
+            stall_bound = limits.stall <= left
+            timeouts["read"] = max(min(limits.stall, left) if stream else left, 0.001)
+            if not stream:
+                data = yield ReadBody(response)
+                chunks = [self._whole(call, where, data)]
+                trace.final = chunks[0]
+                if chunk_text(chunks[0]) or call.kind != "embed":
+                    trace.text_at(perf_counter())
+                return chunks
+            return (
+                yield from self._read_stream(
+                    call, trace, where, response, limits, deadline, stall_bound
+                )
+            )
+        except httpx.ReadTimeout:
+            if not stream:
+                raise where.timeout("total", limits.total, perf_counter() - began) from None
+            phase = "stall" if stall_bound else "total"
+            limit = limits.stall if stall_bound else limits.total
+            raise where.timeout(phase, limit, perf_counter() - began) from None
+        except httpx.TransportError as exc:
+            if trace.emitted:
+                raise where.cut(exc) from None
+            raise where.unreachable(exc) from None
+
+    def _whole(self, call: Call, where: _Where, data: bytes) -> dict[str, Any]:
+        answer = where.decode(data)
+        if "error" in answer:
+            raise LLMStreamError(
+                f"{where.label}: the server answered 200 with an error: {error_text(answer)}",
+                host=where.host,
+                model=where.model,
+            )
+        return from_openai(call.kind, answer) if self.api == "openai" else answer
+
+    def _read_stream(
+        self,
+        call: Call,
+        trace: _Trace,
+        where: _Where,
+        response: httpx.Response,
+        limits: Limits,
+        deadline: float,
+        stall_bound: bool,
+    ) -> Generator[Step, Any, list[dict[str, Any]]]:
+        chunks: list[dict[str, Any]] = []
+        openai = OpenAIStream(call.kind, trace.model) if self.api == "openai" else None
+        lines = yield Lines(response)
+        while True:
+            line = yield NextLine(lines)
+            now = perf_counter()
+            if line is None:
+                break
+            if not line:
+                continue
+            parsed = where.decode_line(line) if openai is None else openai.feed(line)
+            if parsed is None:
+                continue
+            chunk = parsed
+            if "error" in chunk:
+                raise where.stream_error(chunk, len(chunks))
+            if chunk_text(chunk):
+                trace.text_at(now)
+            chunks.append(chunk)
+            if chunk.get("done"):
+                trace.final = chunk
+            trace.emitted = True
+            yield Emit(chunk)
+            if perf_counter() > deadline and not chunk.get("done"):
+                raise where.timeout("total", limits.total, perf_counter() - trace.start)
+        if not chunks or not chunks[-1].get("done"):
+            raise LLMStreamError(
+                f"{where.label}: the stream ended after {len(chunks)} chunks without its "
+                "final 'done' chunk; the server or the connection cut it short",
+                host=where.host,
+                model=where.model,
+            )
+        return chunks
+
+    # --- calls that are not generations ---------------------------------------------------
+
+    def request_json(
+        self, method: str, path: str, payload: Mapping[str, Any] | None, timeout: float = 30.0
+    ) -> Steps:
+        """A plain JSON request (``list``, ``ps``, ``show``), on the pool's least busy host."""
+        host = self.pool.acquire()
+        where = _Where(host, str((payload or {}).get("model", "")), path, None)
+        content = None if payload is None else json.dumps(payload).encode()
+        timeouts = {"connect": min(5.0, timeout), "read": timeout, "write": timeout}
+        timeouts["pool"] = timeout
+        began = perf_counter()
+        try:
+            try:
+                response = yield Open(method, host + path, content, timeouts, self.headers)
+            except httpx.TimeoutException as exc:
+                phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "total"
+                raise where.timeout(phase, timeout, perf_counter() - began) from None
+            except httpx.TransportError as exc:
+                raise where.unreachable(exc) from None
+            data = yield ReadBody(response)
+            if response.status_code != 200:
+                raise where.status_error(response.status_code, data)
+            return where.decode(data)
+        finally:
+            self.pool.release(host)
+
+    def warm_up(
+        self, models: Sequence[str], keep_alive: str | float | None
+    ) -> Generator[Step, Any, dict[str, float]]:
+        """Load each model with an empty generate; returns each model's load time (seconds)."""
+        if self.api == "openai":
+            raise ConfigurationError(
+                "warm-up uses Ollama's empty generate, which OpenAI-compatible routes lack; "
+                "use api='ollama' for an Ollama server"
+            )
+        loaded: dict[str, float] = {}
+        for model in dict.fromkeys(models):
+            request: dict[str, Any] = {"model": model}
+            if keep_alive is not None:
+                request["keep_alive"] = keep_alive
+            began = perf_counter()
+            yield from self.run(Call("generate", request, cache=False, purpose="warm_up"))
+            loaded[model] = perf_counter() - began
+        return loaded
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a call went: builds the errors, each naming the host, model and way out."""
+
+    host: str
+    model: str
+    route: str
+    tier: str | None
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.route} with {self.model} on {self.host}"
+            if self.model
+            else (f"{self.route} on {self.host}")
+        )
+
+    def unreachable(self, exc: Exception) -> LLMConnectError:
+        reason = str(exc) or type(exc).__name__
+        return LLMConnectError(
+            f"cannot connect to the LLM server at {self.host} ({reason}). Start Ollama there "
+            "(`ollama serve`), point the client at the emulator (`llmperf serve`, or "
+            "`--llm-host emulator` under pytest), or run the tests from recorded cassettes "
+            "instead of a live server",
+            host=self.host,
+            model=self.model,
+        )
+
+    def cut(self, exc: Exception) -> LLMStreamError:
+        return LLMStreamError(
+            f"{self.label}: the connection broke in the middle of the stream "
+            f"({str(exc) or type(exc).__name__}); the answer is incomplete and was not retried "
+            "because part of it had already been handed to the caller",
+            host=self.host,
+            model=self.model,
+        )
+
+    def timeout(self, phase: str, limit: float, elapsed: float) -> LLMTimeoutError:
+        what = {
+            "connect": f"could not connect within the connect limit of {limit:.3g} s",
+            "first_token": f"no first token within the first_token limit of {limit:.3g} s",
+            "stall": f"the stream stalled: no chunk within the stall limit of {limit:.3g} s",
+            "total": f"the call ran past the total limit of {limit:.3g} s",
+        }[phase]
+        tier = f" (tier {self.tier})" if self.tier else ""
+        hint = {
+            "connect": "check that the server is up and reachable",
+            "first_token": "warm the model up first (warm_up), use a faster tier, or raise "
+            "the limit (timeout=Limits(...) or the llm_timeouts ini option)",
+            "stall": "the server stopped sending; check its load, or raise the stall limit",
+            "total": "use a faster tier, ask for fewer tokens (num_predict), or raise the "
+            "limit (timeout=...)",
+        }[phase]
+        return LLMTimeoutError(
+            f"{self.label}{tier}: {what} ({elapsed:.3g} s elapsed); {hint}",
+            phase=phase,
+            limit=limit,
+            elapsed=elapsed,
+            host=self.host,
+            model=self.model,
+        )
+
+    def status_error(self, status: int, data: bytes) -> LLMError:
+        try:
+            message = error_text(json.loads(data))
+        except ValueError:
+            message = data.decode(errors="replace").strip() or f"HTTP {status}"
+        if status == 404 and self.model and "not found" in message:
+            return ModelNotFoundError(
+                f"model {self.model!r} is not on the server at {self.host} ({message}): run "
+                f"`ollama pull {self.model}` there, or pick a model that `ollama list` shows",
+                host=self.host,
+                model=self.model,
+            )
+        hint = (
+            "the server's queue is full; retry later or spread calls over more hosts"
+            if status == 503
+            else "see the server's log for the cause"
+        )
+        return LLMServerError(
+            f"{self.label}: the server answered HTTP {status}: {message}; {hint}",
+            status_code=status,
+            host=self.host,
+            model=self.model,
+        )
+
+    def stream_error(self, chunk: Mapping[str, Any], received: int) -> LLMStreamError:
+        return LLMStreamError(
+            f"{self.label}: the server reported an error in the middle of the stream after "
+            f"{received} chunks: {error_text(chunk)}",
+            host=self.host,
+            model=self.model,
+        )
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        try:
+            value = json.loads(data)
+        except ValueError:
+            raise LLMStreamError(
+                f"{self.label}: the answer is not JSON ({data[:80]!r}); is this an Ollama "
+                "server? (for an OpenAI-compatible one use api='openai')",
+                host=self.host,
+                model=self.model,
+            ) from None
+        if not isinstance(value, dict):
+            raise LLMStreamError(
+                f"{self.label}: expected a JSON object, got {data[:80]!r}",
+                host=self.host,
+                model=self.model,
+            )
+        return value
+
+    def decode_line(self, line: str) -> dict[str, Any]:
+        try:
+            value = json.loads(line)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+        raise LLMStreamError(
+            f"{self.label}: a line of the stream is not a JSON object ({line[:80]!r}); is "
+            "this an Ollama server? (for an OpenAI-compatible one use api='openai')",
+            host=self.host,
+            model=self.model,
+        )
+
+
+def _cancel(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("CancelledError", "KeyboardInterrupt")

@@ -1,0 +1,703 @@
+"""The Ollama clients: :class:`OllamaClient` (sync) and :class:`AsyncOllamaClient` (async).
+
+Both are thin faces over :class:`pytest_llmperf.calls.Core`: they turn a method call into a
+:class:`~pytest_llmperf.calls.Call` and perform the I/O steps the core yields with httpx.
+Their signatures follow the official ``ollama`` client's, so code moves over by changing
+one import, plus ``tier=``, ``cache=``, ``timeout=`` and ``fallback=`` on every call.
+
+>>> client = OllamaClient("127.0.0.1:11434")  # doctest: +SKIP
+>>> client.generate(tier="fast", prompt="Why is the sky blue?")["response"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar, overload
+
+import httpx
+
+from pytest_llmperf.cache import ResponseCache
+from pytest_llmperf.calls import (
+    Call,
+    Core,
+    Emit,
+    Lines,
+    NextLine,
+    Open,
+    ReadBody,
+    Sleep,
+    Steps,
+)
+from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.hosts import HostPool
+from pytest_llmperf.protocol import Api, parse_host
+from pytest_llmperf.records import CallRecord
+from pytest_llmperf.tiers import Tiers
+from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
+
+T = TypeVar("T")
+AnswerT = TypeVar("AnswerT")
+StreamT = TypeVar("StreamT")
+ListT = TypeVar("ListT")
+WarmT = TypeVar("WarmT")
+
+
+class Answer(dict[str, Any]):
+    """An answer or a chunk: a dict that also reads as attributes, as the official client's.
+
+    ``answer["message"]["content"] == answer.message.content``; a field the server left
+    out reads as ``None`` through an attribute.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        value = self.get(name)
+        if type(value) is dict:
+            return Answer(value)
+        if type(value) is list:
+            return [Answer(item) if type(item) is dict else item for item in value]
+        return value
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """The result of one call run by ``many``: its ``value``, or the ``error`` it raised."""
+
+    value: T | None = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def unwrap(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+def _hosts(host: str | Sequence[str] | None) -> list[str]:
+    if host is None:
+        return [parse_host(os.environ.get("OLLAMA_HOST"))]
+    if isinstance(host, str):
+        return [parse_host(host)]
+    return [parse_host(item) for item in host]
+
+
+def _images(images: Sequence[str | bytes] | None) -> list[str] | None:
+    if images is None:
+        return None
+    return [
+        base64.b64encode(image).decode() if isinstance(image, bytes) else image for image in images
+    ]
+
+
+def _message(message: Any) -> Any:
+    dump = getattr(message, "model_dump", None)
+    return dump(exclude_none=True) if callable(dump) else message
+
+
+def _body(**fields: Any) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+class _Face(Generic[AnswerT, StreamT, ListT, WarmT]):
+    """The methods both clients share; each face defines how a call is performed."""
+
+    core: Core
+
+    def _perform(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    def _perform_plain(self, steps: Steps) -> Any:
+        raise NotImplementedError
+
+    @overload
+    def generate(
+        self,
+        model: str | None = None,
+        prompt: str | None = None,
+        suffix: str | None = None,
+        *,
+        system: str | None = None,
+        template: str | None = None,
+        context: Sequence[int] | None = None,
+        stream: Literal[False] = False,
+        think: bool | None = None,
+        raw: bool | None = None,
+        format: str | Mapping[str, Any] | None = None,
+        images: Sequence[str | bytes] | None = None,
+        options: Mapping[str, Any] | None = None,
+        keep_alive: str | float | None = None,
+        tier: str | None = None,
+        cache: bool | None = None,
+        timeout: Limits | float | None = None,
+        fallback: bool | None = None,
+    ) -> AnswerT: ...
+
+    @overload
+    def generate(
+        self,
+        model: str | None = None,
+        prompt: str | None = None,
+        suffix: str | None = None,
+        *,
+        system: str | None = None,
+        template: str | None = None,
+        context: Sequence[int] | None = None,
+        stream: Literal[True],
+        think: bool | None = None,
+        raw: bool | None = None,
+        format: str | Mapping[str, Any] | None = None,
+        images: Sequence[str | bytes] | None = None,
+        options: Mapping[str, Any] | None = None,
+        keep_alive: str | float | None = None,
+        tier: str | None = None,
+        cache: bool | None = None,
+        timeout: Limits | float | None = None,
+        fallback: bool | None = None,
+    ) -> StreamT: ...
+
+    def generate(
+        self,
+        model: str | None = None,
+        prompt: str | None = None,
+        suffix: str | None = None,
+        *,
+        system: str | None = None,
+        template: str | None = None,
+        context: Sequence[int] | None = None,
+        stream: bool = False,
+        think: bool | None = None,
+        raw: bool | None = None,
+        format: str | Mapping[str, Any] | None = None,
+        images: Sequence[str | bytes] | None = None,
+        options: Mapping[str, Any] | None = None,
+        keep_alive: str | float | None = None,
+        tier: str | None = None,
+        cache: bool | None = None,
+        timeout: Limits | float | None = None,
+        fallback: bool | None = None,
+    ) -> AnswerT | StreamT:
+        """``/api/generate``: complete ``prompt`` with ``model`` or the ``tier``'s model."""
+        request = _body(
+            model=model or None,
+            prompt=prompt,
+            suffix=suffix or None,
+            system=system or None,
+            template=template or None,
+            context=list(context) if context else None,
+            think=think,
+            raw=raw,
+            format=format or None,
+            images=_images(images),
+            options=dict(options) if options else None,
+            keep_alive=keep_alive,
+        )
+        return self._perform(  # type: ignore[no-any-return]
+            Call("generate", request, stream, tier, cache, timeout, fallback)
+        )
+
+    @overload
+    def chat(
+        self,
+        model: str | None = None,
+        messages: Sequence[Any] | None = None,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        stream: Literal[False] = False,
+        think: bool | None = None,
+        format: str | Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        keep_alive: str | float | None = None,
+        tier: str | None = None,
+        cache: bool | None = None,
+        timeout: Limits | float | None = None,
+        fallback: bool | None = None,
+    ) -> AnswerT: ...
+
+    @overload
+    def chat(
+        self,
+        model: str | None = None,
+        messages: Sequence[Any] | None = None,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        stream: Literal[True],
+        think: bool | None = None,
+        format: str | Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        keep_alive: str | float | None = None,
+        tier: str | None = None,
+        cache: bool | None = None,
+        timeout: Limits | float | None = None,
+        fallback: bool | None = None,
+    ) -> StreamT: ...
+
+    def chat(
+        self,
+        model: str | None = None,
+        messages: Sequence[Any] | None = None,
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        stream: bool = False,
+        think: bool | None = None,
+        format: str | Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        keep_alive: str | float | None = None,
+        tier: str | None = None,
+        cache: bool | None = None,
+        timeout: Limits | float | None = None,
+        fallback: bool | None = None,
+    ) -> AnswerT | StreamT:
+        """``/api/chat``: answer ``messages`` with ``model`` or the ``tier``'s model."""
+        request = _body(
+            model=model or None,
+            messages=[_message(m) for m in messages or []],
+            tools=[dict(tool) for tool in tools] if tools else None,
+            think=think,
+            format=format or None,
+            options=dict(options) if options else None,
+            keep_alive=keep_alive,
+        )
+        return self._perform(  # type: ignore[no-any-return]
+            Call("chat", request, stream, tier, cache, timeout, fallback)
+        )
+
+    def embed(
+        self,
+        model: str | None = None,
+        input: str | Sequence[str] = "",
+        truncate: bool | None = None,
+        options: Mapping[str, Any] | None = None,
+        keep_alive: str | float | None = None,
+        dimensions: int | None = None,
+        *,
+        tier: str | None = None,
+        cache: bool | None = None,
+        timeout: Limits | float | None = None,
+    ) -> AnswerT:
+        """``/api/embed``: embeddings of ``input`` (``answer["embeddings"]``)."""
+        request = _body(
+            model=model or None,
+            input=input if isinstance(input, str) else list(input),
+            truncate=truncate,
+            options=dict(options) if options else None,
+            keep_alive=keep_alive,
+            dimensions=dimensions,
+        )
+        return self._perform(  # type: ignore[no-any-return]
+            Call("embed", request, False, tier, cache, timeout, False)
+        )
+
+    def list(self) -> ListT:
+        """The models on the server (``/api/tags``; ``/v1/models`` for ``api="openai"``)."""
+        if self.core.api == "openai":
+            return self._perform_plain(  # type: ignore[no-any-return]
+                _openai_models(self.core.request_json("GET", "/v1/models", None))
+            )
+        return self._perform_plain(  # type: ignore[no-any-return]
+            self.core.request_json("GET", "/api/tags", None)
+        )
+
+    def ps(self) -> ListT:
+        """The models in memory (``/api/ps``)."""
+        self._ollama_only("ps")
+        return self._perform_plain(  # type: ignore[no-any-return]
+            self.core.request_json("GET", "/api/ps", None)
+        )
+
+    def show(self, model: str) -> ListT:
+        """A model's details (``/api/show``)."""
+        self._ollama_only("show")
+        return self._perform_plain(  # type: ignore[no-any-return]
+            self.core.request_json("POST", "/api/show", {"model": model})
+        )
+
+    def warm_up(
+        self, models: Iterable[str] | None = None, keep_alive: str | float | None = "30m"
+    ) -> WarmT:
+        """Load ``models`` (default: every tier's model) and keep them for ``keep_alive``.
+
+        Returns each model's load time in seconds; each warm-up is recorded as a call with
+        ``purpose == "warm_up"``.
+        """
+        chosen = list(self.core.tiers.models.values()) if models is None else list(models)
+        return self._perform_plain(self.core.warm_up(chosen, keep_alive))  # type: ignore[no-any-return]
+
+    def unload(self, model: str) -> AnswerT:
+        """Unload ``model`` from the server's memory now (``keep_alive: 0``)."""
+        return self._perform(  # type: ignore[no-any-return]
+            Call("generate", {"model": model, "keep_alive": 0}, cache=False, purpose="unload")
+        )
+
+    def _ollama_only(self, name: str) -> None:
+        if self.core.api != "ollama":
+            raise ConfigurationError(
+                f"{name}() is an Ollama route; an OpenAI-compatible server has no equivalent"
+            )
+
+
+def _openai_models(steps: Steps) -> Steps:
+    answer = yield from steps
+    models = [{"name": m["id"], "model": m["id"]} for m in answer.get("data", [])]
+    return {"models": models}
+
+
+def _core(
+    host: str | Sequence[str] | HostPool | None,
+    *,
+    api: Api,
+    tiers: Tiers | Mapping[str, str] | None,
+    cache: ResponseCache | None,
+    timeouts: AdaptiveTimeouts | None,
+    fallback: bool,
+    retries: int,
+    cooldown_s: float,
+    headers: Mapping[str, str] | None,
+    on_record: Callable[[CallRecord], None] | None,
+) -> Core:
+    if isinstance(tiers, Mapping):
+        tiers = Tiers(dict(tiers))
+    pool = host if isinstance(host, HostPool) else HostPool(_hosts(host), cooldown_s=cooldown_s)
+    return Core(
+        pool,
+        api=api,
+        tiers=tiers,
+        timeouts=timeouts,
+        cache=cache,
+        fallback=fallback,
+        retries=retries,
+        headers=headers,
+        on_record=on_record,
+    )
+
+
+# Connections per host: enough for the concurrency people use against a local server.
+LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+
+
+class OllamaClient(
+    _Face[Answer, Iterator[Answer], Answer, dict[str, float]],
+):
+    """The sync client.
+
+    ``host``: one address or several (a pool), with ``OLLAMA_HOST`` semantics, or a
+    :class:`HostPool` to share; default ``$OLLAMA_HOST`` or ``127.0.0.1:11434``.
+    ``api="openai"`` speaks the ``/v1`` routes.
+    ``tiers``: tier → model; ``cache``: a :class:`ResponseCache` (``None``: no cache);
+    ``timeouts``: the per-tier limits and their adaptation; ``fallback``: retry a timed-out
+    call on the next faster tier; ``retries``: how many times a connection failure or a 503
+    is retried on another host; ``on_record``: called with every call's record.
+    """
+
+    def __init__(
+        self,
+        host: str | Sequence[str] | HostPool | None = None,
+        *,
+        api: Api = "ollama",
+        tiers: Tiers | Mapping[str, str] | None = None,
+        cache: ResponseCache | None = None,
+        timeouts: AdaptiveTimeouts | None = None,
+        fallback: bool = False,
+        retries: int = 2,
+        cooldown_s: float = 5.0,
+        concurrency: int = 4,
+        headers: Mapping[str, str] | None = None,
+        on_record: Callable[[CallRecord], None] | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.core = _core(
+            host,
+            api=api,
+            tiers=tiers,
+            cache=cache,
+            timeouts=timeouts,
+            fallback=fallback,
+            retries=retries,
+            cooldown_s=cooldown_s,
+            headers=headers,
+            on_record=on_record,
+        )
+        self.concurrency = concurrency
+        self._owns_http = http is None
+        self.http = http or httpx.Client(limits=LIMITS)
+
+    def _perform(self, call: Call) -> Any:
+        driver = _SyncDriver(self.http, self.core.run(call))
+        return driver.stream() if call.stream else driver.result()
+
+    def _perform_plain(self, steps: Steps) -> Any:
+        return _SyncDriver(self.http, steps).result()
+
+    def many(
+        self, calls: Iterable[Callable[[], T]], *, concurrency: int | None = None
+    ) -> list[Outcome[T]]:
+        """Run ``calls`` (functions of no arguments) on a pool of threads.
+
+        At most ``concurrency`` (default: the client's) run at once; the outcomes come back
+        in the order of ``calls``, each with its value or the error it raised.
+        """
+        work = list(calls)
+        if not work:
+            return []
+        with ThreadPoolExecutor(max_workers=concurrency or self.concurrency) as threads:
+            return list(threads.map(_outcome, work))
+
+    def close(self) -> None:
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self) -> OllamaClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _outcome(call: Callable[[], T]) -> Outcome[T]:
+    try:
+        return Outcome(value=call())
+    except Exception as exc:
+        return Outcome(error=exc)
+
+
+class AsyncOllamaClient(
+    _Face[
+        Awaitable[Answer],
+        Awaitable[AsyncIterator[Answer]],
+        Awaitable[Answer],
+        Awaitable[dict[str, float]],
+    ],
+):
+    """The async client: the same calls as :class:`OllamaClient`, to be awaited.
+
+    As with the official client, ``await client.chat(..., stream=True)`` gives an async
+    iterator of chunks.
+    """
+
+    def __init__(
+        self,
+        host: str | Sequence[str] | HostPool | None = None,
+        *,
+        api: Api = "ollama",
+        tiers: Tiers | Mapping[str, str] | None = None,
+        cache: ResponseCache | None = None,
+        timeouts: AdaptiveTimeouts | None = None,
+        fallback: bool = False,
+        retries: int = 2,
+        cooldown_s: float = 5.0,
+        concurrency: int = 4,
+        headers: Mapping[str, str] | None = None,
+        on_record: Callable[[CallRecord], None] | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.core = _core(
+            host,
+            api=api,
+            tiers=tiers,
+            cache=cache,
+            timeouts=timeouts,
+            fallback=fallback,
+            retries=retries,
+            cooldown_s=cooldown_s,
+            headers=headers,
+            on_record=on_record,
+        )
+        self.concurrency = concurrency
+        self._owns_http = http is None
+        self.http = http or httpx.AsyncClient(limits=LIMITS)
+
+    async def _perform(self, call: Call) -> Any:
+        driver = _AsyncDriver(self.http, self.core.run(call))
+        return driver.stream() if call.stream else await driver.result()
+
+    async def _perform_plain(self, steps: Steps) -> Any:
+        return await _AsyncDriver(self.http, steps).result()
+
+    async def many(
+        self, calls: Iterable[Callable[[], Awaitable[T]]], *, concurrency: int | None = None
+    ) -> list[Outcome[T]]:
+        """Run ``calls`` (functions returning awaitables) with at most ``concurrency`` at once.
+
+        The outcomes come back in the order of ``calls``, each with its value or its error.
+        """
+        gate = asyncio.Semaphore(concurrency or self.concurrency)
+
+        async def one(call: Callable[[], Awaitable[T]]) -> Outcome[T]:
+            async with gate:
+                try:
+                    return Outcome(value=await call())
+                except Exception as exc:
+                    return Outcome(error=exc)
+
+        return list(await asyncio.gather(*(one(call) for call in calls)))
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncOllamaClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+# --- the drivers: perform the core's steps --------------------------------------------------
+
+
+class _SyncDriver:
+    """Performs a call's steps with a sync httpx client."""
+
+    def __init__(self, http: httpx.Client, steps: Steps) -> None:
+        self.http = http
+        self.steps = steps
+        self.opened: list[httpx.Response] = []
+        self._value: Any = None
+
+    def result(self) -> Any:
+        for _ in self._run():
+            pass
+        return self._value
+
+    def stream(self) -> Iterator[Answer]:
+        return self._run()
+
+    def _run(self) -> Iterator[Answer]:
+        steps = self.steps
+        value: Any = None
+        error: Exception | None = None
+        try:
+            while True:
+                try:
+                    step = steps.throw(error) if error is not None else steps.send(value)
+                except StopIteration as stop:
+                    value = stop.value
+                    self._value = Answer(value) if type(value) is dict else value
+                    return
+                if type(step) is Emit:
+                    value, error = None, None
+                    yield Answer(step.chunk)
+                    continue
+                try:
+                    value, error = self._do(step), None
+                except Exception as exc:
+                    value, error = None, exc
+        finally:
+            steps.close()
+            for response in self.opened:
+                response.close()
+
+    def _do(self, step: Any) -> Any:
+        kind = type(step)
+        if kind is NextLine:
+            return next(step.lines, None)
+        if kind is Open:
+            request = self.http.build_request(
+                step.method,
+                step.url,
+                content=step.content,
+                headers=step.headers,
+                extensions={"timeout": step.timeouts},
+            )
+            response = self.http.send(request, stream=True)
+            self.opened.append(response)
+            return response
+        if kind is ReadBody:
+            return step.response.read()
+        if kind is Lines:
+            return step.response.iter_lines()
+        if kind is Sleep:
+            time.sleep(step.seconds)
+            return None
+        raise TypeError(f"unknown step {step!r}")
+
+
+class _AsyncDriver:
+    """Performs a call's steps with an async httpx client."""
+
+    def __init__(self, http: httpx.AsyncClient, steps: Steps) -> None:
+        self.http = http
+        self.steps = steps
+        self.opened: list[httpx.Response] = []
+        self._value: Any = None
+
+    async def result(self) -> Any:
+        async for _ in self._run():
+            pass
+        return self._value
+
+    def stream(self) -> AsyncIterator[Answer]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[Answer]:
+        steps = self.steps
+        value: Any = None
+        error: Exception | None = None
+        try:
+            while True:
+                try:
+                    step = steps.throw(error) if error is not None else steps.send(value)
+                except StopIteration as stop:
+                    value = stop.value
+                    self._value = Answer(value) if type(value) is dict else value
+                    return
+                if type(step) is Emit:
+                    value, error = None, None
+                    yield Answer(step.chunk)
+                    continue
+                try:
+                    value, error = await self._do(step), None
+                except Exception as exc:
+                    value, error = None, exc
+        finally:
+            steps.close()
+            for response in self.opened:
+                await response.aclose()
+
+    async def _do(self, step: Any) -> Any:
+        kind = type(step)
+        if kind is NextLine:
+            return await anext(step.lines, None)
+        if kind is Open:
+            request = self.http.build_request(
+                step.method,
+                step.url,
+                content=step.content,
+                headers=step.headers,
+                extensions={"timeout": step.timeouts},
+            )
+            response = await self.http.send(request, stream=True)
+            self.opened.append(response)
+            return response
+        if kind is ReadBody:
+            return await step.response.aread()
+        if kind is Lines:
+            return step.response.aiter_lines()
+        if kind is Sleep:
+            await asyncio.sleep(step.seconds)
+            return None
+        raise TypeError(f"unknown step {step!r}")

@@ -1,0 +1,147 @@
+"""The measured record of every call, and the recorder that collects a test's records.
+
+Definitions follow the common LLM benchmarks (see ``OLLAMA_API.md``): time to first token
+is from the start of the call to the first chunk that carries text; inter-token gaps are
+between successive text chunks, excluding the first; time per output token is
+``(total - ttft) / (output tokens - 1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pytest_llmperf.protocol import ServerStats
+from pytest_llmperf.stats import quantile
+from pytest_llmperf.timeouts import Limits
+
+CACHE_STATES = ("hit-memory", "hit-redis", "miss", "bypass", "off")
+OUTCOMES = ("ok", "timeout", "error")
+
+
+@dataclass(frozen=True)
+class GapSummary:
+    """Inter-token gaps of one streamed call, in seconds."""
+
+    count: int
+    mean: float
+    p50: float
+    p95: float
+    max: float
+
+    @classmethod
+    def of(cls, gaps: Sequence[float]) -> GapSummary | None:
+        if not gaps:
+            return None
+        return cls(
+            count=len(gaps),
+            mean=sum(gaps) / len(gaps),
+            p50=quantile(gaps, 0.5),
+            p95=quantile(gaps, 0.95),
+            max=max(gaps),
+        )
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One call, cached or not, as it was measured.
+
+    ``cache`` is one of ``hit-memory``, ``hit-redis``, ``miss``, ``bypass`` (not cached: not
+    repeatable, or asked not to) and ``off``; ``outcome`` is ``ok``, ``timeout`` or ``error``.
+    Times are seconds from the start of the call, measured on the client's clock.
+    """
+
+    route: str
+    model: str
+    tier: str | None
+    host: str | None
+    stream: bool
+    purpose: str
+    cache: str
+    started_at: float
+    total_s: float
+    ttft_s: float | None
+    gaps: GapSummary | None
+    output_tokens: int | None
+    server: ServerStats
+    limits: Limits | None
+    retries: int
+    fallback_from: tuple[str, ...]
+    outcome: str
+    error: str | None = None
+    timeout_phase: str | None = None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """The server's generation speed, or output tokens over the client's total time."""
+        speed = self.server.tokens_per_s
+        if speed is None and self.output_tokens and self.total_s > 0:
+            speed = self.output_tokens / self.total_s
+        return speed
+
+    @property
+    def time_per_output_token_s(self) -> float | None:
+        if self.ttft_s is None or not self.output_tokens or self.output_tokens < 2:
+            return None
+        return (self.total_s - self.ttft_s) / (self.output_tokens - 1)
+
+    @property
+    def cache_hit(self) -> bool:
+        return self.cache.startswith("hit")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field and the derived figures."""
+        out = asdict(self)
+        out["fallback_from"] = list(self.fallback_from)
+        out["tokens_per_s"] = self.tokens_per_s
+        out["time_per_output_token_s"] = self.time_per_output_token_s
+        out["cache_hit"] = self.cache_hit
+        return out
+
+
+@dataclass
+class Recorder:
+    """The records of one scope (a test, or the session); a list you can read and iterate.
+
+    ``listeners`` are called with each record as it arrives.
+    """
+
+    name: str = ""
+    records: list[CallRecord] = field(default_factory=list)
+    listeners: list[Callable[[CallRecord], None]] = field(default_factory=list)
+
+    def __call__(self, record: CallRecord) -> None:
+        self.records.append(record)
+        for listener in self.listeners:
+            listener(record)
+
+    def __iter__(self) -> Iterator[CallRecord]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> CallRecord:
+        return self.records[index]
+
+    def by_model(self, model: str) -> list[CallRecord]:
+        return [record for record in self.records if record.model == model]
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(record.cache_hit for record in self.records)
+
+    def clear(self) -> None:
+        self.records.clear()
+
+
+class RecordRouter:
+    """Sends each record to the recorder of the test running now (else the session's)."""
+
+    def __init__(self) -> None:
+        self.session = Recorder("session")
+        self.current = self.session
+
+    def __call__(self, record: CallRecord) -> None:
+        self.current(record)

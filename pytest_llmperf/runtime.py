@@ -1,0 +1,113 @@
+"""What the client fixtures share over a session: caches, timeouts, host pools, connections.
+
+Clients are cheap and made per test (so a marker can change their settings); the state
+that must outlive a test lives here, keyed by the settings that shape it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from pytest_llmperf.cache import ResponseCache, open_redis
+from pytest_llmperf.client import LIMITS, AsyncOllamaClient, OllamaClient
+from pytest_llmperf.hosts import HostPool
+from pytest_llmperf.protocol import Api
+from pytest_llmperf.records import RecordRouter
+from pytest_llmperf.settings import EMULATOR, Settings
+from pytest_llmperf.tiers import Tiers
+from pytest_llmperf.timeouts import TIER_LIMITS, UNTIERED, AdaptiveTimeouts, Limits
+
+
+class Runtime:
+    """The session's shared client state; ``router`` gets every call's record."""
+
+    def __init__(self, router: RecordRouter) -> None:
+        self.router = router
+        self._caches: dict[tuple[str, float | None, str], ResponseCache | None] = {}
+        self._timeouts: dict[tuple[tuple[str, ...], bool], AdaptiveTimeouts] = {}
+        self._pools: dict[tuple[str, ...], HostPool] = {}
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(limits=LIMITS)
+        return self._http
+
+    def cache(self, settings: Settings) -> ResponseCache | None:
+        key = (settings.cache, settings.cache_ttl, settings.cache_namespace)
+        if key not in self._caches:
+            self._caches[key] = make_cache(settings)
+        return self._caches[key]
+
+    def timeouts(self, settings: Settings) -> AdaptiveTimeouts:
+        key = (settings.timeouts, settings.adaptive_timeouts)
+        if key not in self._timeouts:
+            self._timeouts[key] = make_timeouts(settings)
+        return self._timeouts[key]
+
+    def pool(self, settings: Settings, emulator: Callable[[], str]) -> HostPool:
+        urls = tuple(emulator() if host == EMULATOR else host for host in settings.hosts)
+        if urls not in self._pools:
+            self._pools[urls] = HostPool(urls)
+        return self._pools[urls]
+
+    def client(self, settings: Settings, emulator: Callable[[], str]) -> OllamaClient:
+        return OllamaClient(
+            self.pool(settings, emulator),
+            api=_api(settings),
+            tiers=Tiers.parse(settings.tiers),
+            cache=self.cache(settings),
+            timeouts=self.timeouts(settings),
+            fallback=settings.fallback,
+            retries=settings.retries,
+            concurrency=settings.concurrency,
+            on_record=self.router,
+            http=self.http,
+        )
+
+    def async_client(self, settings: Settings, emulator: Callable[[], str]) -> AsyncOllamaClient:
+        return AsyncOllamaClient(
+            self.pool(settings, emulator),
+            api=_api(settings),
+            tiers=Tiers.parse(settings.tiers),
+            cache=self.cache(settings),
+            timeouts=self.timeouts(settings),
+            fallback=settings.fallback,
+            retries=settings.retries,
+            concurrency=settings.concurrency,
+            on_record=self.router,
+        )
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+
+def _api(settings: Settings) -> Api:
+    return "openai" if settings.api == "openai" else "ollama"
+
+
+def make_cache(settings: Settings) -> ResponseCache | None:
+    """The cache ``settings.cache`` names: ``off``, ``memory`` (+ fakeredis) or a Redis URL."""
+    if settings.cache == "off":
+        return None
+    url = "fakeredis" if settings.cache == "memory" else settings.cache
+    return ResponseCache(
+        open_redis(url),
+        ttl_s=settings.cache_ttl,
+        namespace=settings.cache_namespace,
+        redis_name=url,
+    )
+
+
+def make_timeouts(settings: Settings) -> AdaptiveTimeouts:
+    """Per-tier limits (the defaults with ``settings.timeouts`` laid over) and adaptation."""
+    tiers = dict(TIER_LIMITS)
+    for spec in settings.timeouts:
+        tier, _, text = spec.partition(":")
+        tier = tier.strip()
+        tiers[tier] = Limits.parse(text, tiers.get(tier, UNTIERED))
+    return AdaptiveTimeouts(tiers=tiers, enabled=settings.adaptive_timeouts)
