@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 
 def test_story_has_text(ollama_emulator):
@@ -11,3 +12,16 @@ def test_story_has_text(ollama_emulator):
         json={"model": "llama3.2:1b", "prompt": "Hi", "stream": False},
     ).json()
     assert answer["response"]
+
+
+def test_answers_from_the_fast_tier(ollama_client, llm_calls):
+    answer = ollama_client.generate(tier="fast", prompt="Name a colour.")
+    assert answer.response
+    [call] = llm_calls
+    assert call.model == "llama3.2:1b" and call.outcome == "ok"
+
+
+@pytest.mark.llm_settings(cache="off", tiers=["fast=llama3.2:3b"])
+def test_one_test_with_its_own_settings(ollama_client, llm_calls):
+    ollama_client.generate(tier="fast", prompt="Hi", options={"seed": 1})
+    assert llm_calls[0].model == "llama3.2:3b" and llm_calls[0].cache == "off"

@@ -240,6 +240,7 @@ class Core:
 
     def run(self, call: Call) -> Steps:
         """The steps of one call; returns the whole answer (``None`` for a stream)."""
+        __tracebackhide__ = True
         route = ROUTES[self.api][call.kind]
         trace = _Trace(call, route, perf_counter(), time.time())
         try:
@@ -264,6 +265,7 @@ class Core:
             self.on_record(trace.record(outcome, error))
 
     def _run(self, call: Call, trace: _Trace) -> Steps:
+        __tracebackhide__ = True
         tier, model = self._choose(call)
         trace.tier, trace.model = tier, model
         request = {**call.request, "model": model}
@@ -335,6 +337,7 @@ class Core:
         self.timeouts.observe(trace.model, first, max(trace.gaps, default=0.0), total)
 
     def _serve_cached(self, call: Call, trace: _Trace, chunks: list[dict[str, Any]]) -> Steps:
+        __tracebackhide__ = True
         trace.final = chunks[-1]
         if not call.stream:
             trace.text_at(perf_counter())
@@ -351,6 +354,7 @@ class Core:
     def _on_hosts(
         self, call: Call, trace: _Trace, request: dict[str, Any], limits: Limits
     ) -> Generator[Step, Any, list[dict[str, Any]]]:
+        __tracebackhide__ = True
         avoid: list[str] = []
         while True:
             host = self.pool.acquire(avoid)
@@ -378,6 +382,7 @@ class Core:
     def _exchange(
         self, call: Call, trace: _Trace, host: str, request: dict[str, Any], limits: Limits
     ) -> Generator[Step, Any, list[dict[str, Any]]]:
+        __tracebackhide__ = True
         stream = call.stream
         if self.api == "openai":
             payload = to_openai(call.kind, request, stream)
@@ -455,6 +460,7 @@ class Core:
         deadline: float,
         stall_bound: bool,
     ) -> Generator[Step, Any, list[dict[str, Any]]]:
+        __tracebackhide__ = True
         chunks: list[dict[str, Any]] = []
         openai = OpenAIStream(call.kind, trace.model) if self.api == "openai" else None
         lines = yield Lines(response)
@@ -495,6 +501,7 @@ class Core:
         self, method: str, path: str, payload: Mapping[str, Any] | None, timeout: float = 30.0
     ) -> Steps:
         """A plain JSON request (``list``, ``ps``, ``show``), on the pool's least busy host."""
+        __tracebackhide__ = True
         host = self.pool.acquire()
         where = _Where(host, str((payload or {}).get("model", "")), path, None)
         content = None if payload is None else json.dumps(payload).encode()
@@ -520,6 +527,7 @@ class Core:
         self, models: Sequence[str], keep_alive: str | float | None
     ) -> Generator[Step, Any, dict[str, float]]:
         """Load each model with an empty generate; returns each model's load time (seconds)."""
+        __tracebackhide__ = True
         if self.api == "openai":
             raise ConfigurationError(
                 "warm-up uses Ollama's empty generate, which OpenAI-compatible routes lack; "

@@ -198,6 +198,7 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT]):
         fallback: bool | None = None,
     ) -> AnswerT | StreamT:
         """``/api/generate``: complete ``prompt`` with ``model`` or the ``tier``'s model."""
+        __tracebackhide__ = True
         request = _body(
             model=model or None,
             prompt=prompt,
@@ -269,6 +270,7 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT]):
         fallback: bool | None = None,
     ) -> AnswerT | StreamT:
         """``/api/chat``: answer ``messages`` with ``model`` or the ``tier``'s model."""
+        __tracebackhide__ = True
         request = _body(
             model=model or None,
             messages=[_message(m) for m in messages or []],
@@ -296,6 +298,7 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT]):
         timeout: Limits | float | None = None,
     ) -> AnswerT:
         """``/api/embed``: embeddings of ``input`` (``answer["embeddings"]``)."""
+        __tracebackhide__ = True
         request = _body(
             model=model or None,
             input=input if isinstance(input, str) else list(input),
@@ -310,6 +313,7 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT]):
 
     def list(self) -> ListT:
         """The models on the server (``/api/tags``; ``/v1/models`` for ``api="openai"``)."""
+        __tracebackhide__ = True
         if self.core.api == "openai":
             return self._perform_plain(  # type: ignore[no-any-return]
                 _openai_models(self.core.request_json("GET", "/v1/models", None))
@@ -320,6 +324,7 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT]):
 
     def ps(self) -> ListT:
         """The models in memory (``/api/ps``)."""
+        __tracebackhide__ = True
         self._ollama_only("ps")
         return self._perform_plain(  # type: ignore[no-any-return]
             self.core.request_json("GET", "/api/ps", None)
@@ -327,6 +332,7 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT]):
 
     def show(self, model: str) -> ListT:
         """A model's details (``/api/show``)."""
+        __tracebackhide__ = True
         self._ollama_only("show")
         return self._perform_plain(  # type: ignore[no-any-return]
             self.core.request_json("POST", "/api/show", {"model": model})
@@ -340,11 +346,13 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT]):
         Returns each model's load time in seconds; each warm-up is recorded as a call with
         ``purpose == "warm_up"``.
         """
+        __tracebackhide__ = True
         chosen = list(self.core.tiers.models.values()) if models is None else list(models)
         return self._perform_plain(self.core.warm_up(chosen, keep_alive))  # type: ignore[no-any-return]
 
     def unload(self, model: str) -> AnswerT:
         """Unload ``model`` from the server's memory now (``keep_alive: 0``)."""
+        __tracebackhide__ = True
         return self._perform(  # type: ignore[no-any-return]
             Call("generate", {"model": model, "keep_alive": 0}, cache=False, purpose="unload")
         )
@@ -442,10 +450,12 @@ class OllamaClient(
         self.http = http or httpx.Client(limits=LIMITS)
 
     def _perform(self, call: Call) -> Any:
+        __tracebackhide__ = True
         driver = _SyncDriver(self.http, self.core.run(call))
         return driver.stream() if call.stream else driver.result()
 
     def _perform_plain(self, steps: Steps) -> Any:
+        __tracebackhide__ = True
         return _SyncDriver(self.http, steps).result()
 
     def many(
@@ -529,10 +539,12 @@ class AsyncOllamaClient(
         self.http = http or httpx.AsyncClient(limits=LIMITS)
 
     async def _perform(self, call: Call) -> Any:
+        __tracebackhide__ = True
         driver = _AsyncDriver(self.http, self.core.run(call))
         return driver.stream() if call.stream else await driver.result()
 
     async def _perform_plain(self, steps: Steps) -> Any:
+        __tracebackhide__ = True
         return await _AsyncDriver(self.http, steps).result()
 
     async def many(
@@ -579,6 +591,7 @@ class _SyncDriver:
         self._value: Any = None
 
     def result(self) -> Any:
+        __tracebackhide__ = True
         for _ in self._run():
             pass
         return self._value
@@ -587,6 +600,7 @@ class _SyncDriver:
         return self._run()
 
     def _run(self) -> Iterator[Answer]:
+        __tracebackhide__ = True
         steps = self.steps
         value: Any = None
         error: Exception | None = None
@@ -612,6 +626,7 @@ class _SyncDriver:
                 response.close()
 
     def _do(self, step: Any) -> Any:
+        __tracebackhide__ = True
         kind = type(step)
         if kind is NextLine:
             return next(step.lines, None)
@@ -646,6 +661,7 @@ class _AsyncDriver:
         self._value: Any = None
 
     async def result(self) -> Any:
+        __tracebackhide__ = True
         async for _ in self._run():
             pass
         return self._value
@@ -654,6 +670,7 @@ class _AsyncDriver:
         return self._run()
 
     async def _run(self) -> AsyncIterator[Answer]:
+        __tracebackhide__ = True
         steps = self.steps
         value: Any = None
         error: Exception | None = None
@@ -679,6 +696,7 @@ class _AsyncDriver:
                 await response.aclose()
 
     async def _do(self, step: Any) -> Any:
+        __tracebackhide__ = True
         kind = type(step)
         if kind is NextLine:
             return await anext(step.lines, None)

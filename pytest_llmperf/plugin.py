@@ -18,6 +18,7 @@ from pytest_llmperf.runtime import Runtime
 
 SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
 ROUTER_KEY = pytest.StashKey[RecordRouter]()
+RUNTIME_KEY = pytest.StashKey[Runtime]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 SETTINGS_MARKER = "llm_settings"
 ClientT = TypeVar("ClientT")
@@ -29,7 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = _settings.resolve(config)
-    config.stash[ROUTER_KEY] = RecordRouter()
+    config.stash[ROUTER_KEY] = router = RecordRouter()
+    config.stash[RUNTIME_KEY] = Runtime(router)
     config.addinivalue_line(
         "markers",
         f"{SETTINGS_MARKER}(**fields): override pytest-llmperf settings (cache, tiers, hosts, "
@@ -47,6 +49,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             _settings.with_marker(_settings.Settings(), marker.kwargs, where)
         except ValueError as exc:
             pytest.fail(str(exc), pytrace=False)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if RUNTIME_KEY in config.stash:
+        config.stash[RUNTIME_KEY].close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in terminalreporter.config.stash[RUNTIME_KEY].problems():
+        terminalreporter.write_line(f"llmperf: {line}", yellow=True)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -77,10 +89,8 @@ def ollama_emulator(llm_settings: _settings.Settings) -> Iterator[EmulatorServer
 
 
 @pytest.fixture(scope="session")
-def _llmperf_runtime(pytestconfig: pytest.Config) -> Iterator[Runtime]:
-    runtime = Runtime(pytestconfig.stash[ROUTER_KEY])
-    yield runtime
-    runtime.close()
+def _llmperf_runtime(pytestconfig: pytest.Config) -> Runtime:
+    return pytestconfig.stash[RUNTIME_KEY]
 
 
 @pytest.fixture

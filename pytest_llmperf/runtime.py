@@ -81,6 +81,15 @@ class Runtime:
             on_record=self.router,
         )
 
+    def problems(self) -> list[str]:
+        """What went wrong with the shared state, for the end of the run (Redis down)."""
+        return [
+            f"the response cache could not reach {cache.redis_name} "
+            f"({cache.stats.redis_error}); the calls ran with the in-process cache only"
+            for cache in self._caches.values()
+            if cache is not None and cache.stats.redis_errors
+        ]
+
     def close(self) -> None:
         if self._http is not None:
             self._http.close()

@@ -341,9 +341,13 @@ def _sources(
 
 
 def _parse(option: Option, raw: Any, origin: str) -> Any:
+    if option.multiple:
+        return tuple(_parse_one(option, item, origin) for item in raw)
+    return _parse_one(option, raw, origin)
+
+
+def _parse_one(option: Option, raw: str, origin: str) -> Any:
     try:
-        if option.multiple:
-            return tuple(option.parse(item) for item in raw)
         return option.parse(raw)
     except ValueError as exc:
         raise pytest.UsageError(f"invalid value {raw!r} for {origin}: {exc}") from None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# httpx imports httpcore on first use and keeps a map of its exception classes; pytester's
+# in-process runs drop modules first imported inside them, so an inner run that imports
+# httpcore leaves httpx mapping classes of a module that is gone. Import it out here.
+import httpcore  # noqa: F401
 import pytest
 
 
