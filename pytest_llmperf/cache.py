@@ -25,6 +25,8 @@ from pytest_llmperf.protocol import cache_identity
 log = logging.getLogger("pytest_llmperf.cache")
 
 Chunks = list[dict[str, Any]]
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_decode = json.JSONDecoder().raw_decode  # our own compact JSON: no whitespace to skip
 
 
 class RedisLike(Protocol):
@@ -96,33 +98,33 @@ class ResponseCache:
         self.redis_name = redis_name or ("redis" if redis is not None else "")
         self.retry_after_s = retry_after_s
         self.stats = CacheStats()
-        self._memory: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
+        self._memory: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()
         self._redis_down_until = 0.0
 
     @staticmethod
-    def identity(route: str, request: Mapping[str, Any]) -> bytes:
+    def identity(route: str, request: Mapping[str, Any]) -> str:
         return cache_identity(route, request)
 
-    def redis_key(self, identity: bytes) -> str:
-        return f"{self.namespace}:{hashlib.sha256(identity).hexdigest()}"
+    def redis_key(self, identity: str) -> str:
+        return f"{self.namespace}:{hashlib.sha256(identity.encode()).hexdigest()}"
 
-    def get(self, identity: bytes) -> tuple[str, Chunks] | None:
+    def get(self, identity: str) -> tuple[str, Chunks] | None:
         """``(level, chunks)`` for a hit (level ``hit-memory`` or ``hit-redis``), else ``None``."""
         data = self._memory_get(identity)
         if data is not None:
             self.stats.hits_memory += 1
-            return "hit-memory", json.loads(data)
+            return "hit-memory", _decode(data)[0]
         data = self._redis_get(identity)
         if data is not None:
             self._memory_put(identity, data)
             self.stats.hits_redis += 1
-            return "hit-redis", json.loads(data)
+            return "hit-redis", _decode(data)[0]
         self.stats.misses += 1
         return None
 
-    def put(self, identity: bytes, chunks: Sequence[Mapping[str, Any]]) -> None:
-        data = json.dumps(chunks, separators=(",", ":")).encode()
+    def put(self, identity: str, chunks: Sequence[Mapping[str, Any]]) -> None:
+        data = _COMPACT.encode(chunks)
         self._memory_put(identity, data)
         self._redis_put(identity, data)
         self.stats.stores += 1
@@ -134,7 +136,7 @@ class ResponseCache:
 
     # --- first level --------------------------------------------------------------------
 
-    def _memory_get(self, identity: bytes) -> bytes | None:
+    def _memory_get(self, identity: str) -> str | None:
         with self._lock:
             entry = self._memory.get(identity)
             if entry is None:
@@ -146,7 +148,7 @@ class ResponseCache:
             self._memory.move_to_end(identity)
             return data
 
-    def _memory_put(self, identity: bytes, data: bytes) -> None:
+    def _memory_put(self, identity: str, data: str) -> None:
         if self.memory_size <= 0:
             return
         expires = time.monotonic() + self.ttl_s if self.ttl_s else 0.0
@@ -161,7 +163,7 @@ class ResponseCache:
     def _redis_usable(self) -> bool:
         return self.redis is not None and time.monotonic() >= self._redis_down_until
 
-    def _redis_get(self, identity: bytes) -> bytes | None:
+    def _redis_get(self, identity: str) -> str | None:
         if not self._redis_usable():
             return None
         try:
@@ -169,14 +171,14 @@ class ResponseCache:
         except Exception as exc:  # redis-py raises its own tree; any failure means "down"
             self._redis_failed(exc)
             return None
-        return bytes(value) if value is not None else None
+        return value.decode() if isinstance(value, bytes) else value
 
-    def _redis_put(self, identity: bytes, data: bytes) -> None:
+    def _redis_put(self, identity: str, data: str) -> None:
         if not self._redis_usable():
             return
         ttl_ms = int(self.ttl_s * 1000) if self.ttl_s else None
         try:
-            self.redis.set(self.redis_key(identity), data, px=ttl_ms)  # type: ignore[union-attr]
+            self.redis.set(self.redis_key(identity), data.encode(), px=ttl_ms)  # type: ignore[union-attr]
         except Exception as exc:
             self._redis_failed(exc)
 

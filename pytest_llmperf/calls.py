@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -145,27 +145,47 @@ class Call:
     purpose: str = "call"
 
 
-@dataclass
 class _Trace:
     """What is measured while a call runs; becomes its :class:`CallRecord`."""
 
-    call: Call
-    route: str
-    start: float
-    wall: float
-    model: str = ""
-    tier: str | None = None
-    host: str | None = None
-    cache: str = "off"
-    limits: Limits | None = None
-    retries: int = 0
-    fallback_from: tuple[str, ...] = ()
-    first_text: float | None = None
-    last_text: float | None = None
-    gaps: list[float] = field(default_factory=list)
-    text_chunks: int = 0
-    emitted: bool = False
-    final: Mapping[str, Any] | None = None
+    __slots__ = (
+        "cache",
+        "call",
+        "emitted",
+        "fallback_from",
+        "final",
+        "first_text",
+        "gaps",
+        "host",
+        "last_text",
+        "limits",
+        "model",
+        "retries",
+        "route",
+        "start",
+        "text_chunks",
+        "tier",
+        "wall",
+    )
+
+    def __init__(self, call: Call, route: str, start: float, wall: float) -> None:
+        self.call = call
+        self.route = route
+        self.start = start
+        self.wall = wall
+        self.model = ""
+        self.tier: str | None = None
+        self.host: str | None = None
+        self.cache = "off"
+        self.limits: Limits | None = None
+        self.retries = 0
+        self.fallback_from: tuple[str, ...] = ()
+        self.first_text: float | None = None
+        self.last_text: float | None = None
+        self.gaps: list[float] = []
+        self.text_chunks = 0
+        self.emitted = False
+        self.final: Mapping[str, Any] | None = None
 
     def text_at(self, now: float) -> None:
         if self.first_text is None:
@@ -182,26 +202,27 @@ class _Trace:
         if output is None and self.text_chunks:
             output = self.text_chunks
         ttft = None if self.first_text is None else self.first_text - self.start
-        return CallRecord(
-            route=self.route,
-            model=self.model,
-            tier=self.tier,
-            host=self.host,
-            stream=self.call.stream,
-            purpose=self.call.purpose,
-            cache=self.cache,
-            started_at=self.wall,
-            total_s=end - self.start,
-            ttft_s=ttft,
-            gaps=GapSummary.of(self.gaps),
-            output_tokens=output,
-            server=ServerStats.of(final),
-            limits=self.limits,
-            retries=self.retries,
-            fallback_from=self.fallback_from,
-            outcome=outcome,
-            error=None if error is None else f"{type(error).__name__}: {error}",
-            timeout_phase=error.phase if isinstance(error, LLMTimeoutError) else None,
+        call = self.call
+        return CallRecord(  # positional: this runs on every call, cache hits included
+            self.route,
+            self.model,
+            self.tier,
+            self.host,
+            call.stream,
+            call.purpose,
+            self.cache,
+            self.wall,
+            end - self.start,
+            ttft,
+            GapSummary.of(self.gaps) if self.gaps else None,
+            output,
+            ServerStats.of(final),
+            self.limits,
+            self.retries,
+            self.fallback_from,
+            outcome,
+            None if error is None else f"{type(error).__name__}: {error}",
+            error.phase if isinstance(error, LLMTimeoutError) else None,
         )
 
 

@@ -70,10 +70,13 @@ def body(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
-def cache_identity(route: str, request: Mapping[str, Any]) -> bytes:
-    """The bytes that determine an answer: the route and the body without stream/keep_alive."""
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def cache_identity(route: str, request: Mapping[str, Any]) -> str:
+    """The text that determines an answer: the route and the body without stream/keep_alive."""
     kept = {key: value for key, value in request.items() if key not in NOT_IN_KEY}
-    return route.encode() + b"\n" + json.dumps(kept, sort_keys=True, separators=(",", ":")).encode()
+    return route + "\n" + _CANONICAL.encode(kept)
 
 
 def repeatable(kind: Kind, request: Mapping[str, Any]) -> bool:
@@ -293,7 +296,7 @@ def merge(chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return whole
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ServerStats:
     """The statistics in a final chunk, in seconds (the wire has nanoseconds)."""
 
@@ -313,18 +316,17 @@ class ServerStats:
 
     @classmethod
     def of(cls, final: Mapping[str, Any]) -> ServerStats:
+        get = final.get
+        total, load = get("total_duration"), get("load_duration")
+        prompt, generation = get("prompt_eval_duration"), get("eval_duration")
         return cls(
-            total_s=_seconds(final.get("total_duration")),
-            load_s=_seconds(final.get("load_duration")),
-            prompt_eval_count=final.get("prompt_eval_count"),
-            prompt_eval_s=_seconds(final.get("prompt_eval_duration")),
-            eval_count=final.get("eval_count"),
-            eval_s=_seconds(final.get("eval_duration")),
+            None if total is None else total / 1e9,
+            None if load is None else load / 1e9,
+            get("prompt_eval_count"),
+            None if prompt is None else prompt / 1e9,
+            get("eval_count"),
+            None if generation is None else generation / 1e9,
         )
-
-
-def _seconds(nanoseconds: Any) -> float | None:
-    return nanoseconds / 1e9 if isinstance(nanoseconds, (int, float)) else None
 
 
 def lines_of(data: bytes) -> Iterable[str]:

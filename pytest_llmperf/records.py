@@ -20,7 +20,7 @@ CACHE_STATES = ("hit-memory", "hit-redis", "miss", "bypass", "off")
 OUTCOMES = ("ok", "timeout", "error")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class GapSummary:
     """Inter-token gaps of one streamed call, in seconds."""
 
@@ -43,9 +43,9 @@ class GapSummary:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CallRecord:
-    """One call, cached or not, as it was measured.
+    """One call, cached or not, as it was measured (read it; the plugin does not change it).
 
     ``cache`` is one of ``hit-memory``, ``hit-redis``, ``miss``, ``bypass`` (not cached: not
     repeatable, or asked not to) and ``off``; ``outcome`` is ``ok``, ``timeout`` or ``error``.

@@ -19,37 +19,37 @@ CHUNKS = [{"response": "hi", "done": True}]
 
 def test_memory_level_is_a_bounded_lru() -> None:
     cache = ResponseCache(memory_size=2)
-    for name in (b"a", b"b"):
+    for name in ("a", "b"):
         cache.put(name, CHUNKS)
-    assert cache.get(b"a") is not None  # a is now the most recent
-    cache.put(b"c", CHUNKS)
-    assert cache.get(b"b") is None
-    assert cache.get(b"a") == ("hit-memory", CHUNKS)
+    assert cache.get("a") is not None  # a is now the most recent
+    cache.put("c", CHUNKS)
+    assert cache.get("b") is None
+    assert cache.get("a") == ("hit-memory", CHUNKS)
     assert (cache.stats.hits, cache.stats.misses, cache.stats.stores) == (2, 1, 3)
 
 
 def test_entries_expire_after_their_ttl() -> None:
     cache = ResponseCache(ttl_s=0.05)
-    cache.put(b"k", CHUNKS)
-    assert cache.get(b"k") is not None
+    cache.put("k", CHUNKS)
+    assert cache.get("k") is not None
     time.sleep(0.1)
-    assert cache.get(b"k") is None
+    assert cache.get("k") is None
 
 
 def test_a_hit_returns_fresh_objects() -> None:
     cache = ResponseCache()
-    cache.put(b"k", CHUNKS)
-    _, chunks = cache.get(b"k")  # type: ignore[misc]
+    cache.put("k", CHUNKS)
+    _, chunks = cache.get("k")  # type: ignore[misc]
     chunks[0]["response"] = "changed"
-    assert cache.get(b"k") == ("hit-memory", CHUNKS)
+    assert cache.get("k") == ("hit-memory", CHUNKS)
 
 
 def test_the_second_level_serves_what_the_first_forgot() -> None:
     cache = ResponseCache(open_redis("fakeredis"), memory_size=0, namespace="suite-a")
-    cache.put(b"k", CHUNKS)
-    assert cache.get(b"k") == ("hit-redis", CHUNKS)
+    cache.put("k", CHUNKS)
+    assert cache.get("k") == ("hit-redis", CHUNKS)
     other = ResponseCache(cache.redis, memory_size=0, namespace="suite-b")
-    assert other.get(b"k") is None
+    assert other.get("k") is None
 
 
 def test_redis_down_warns_once_and_the_calls_go_on(
