@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from client_faces import Face
@@ -266,3 +267,34 @@ def test_503_is_retried_with_backoff(face: Callable[..., Face], live: EmulatorSe
         client.generate("llama3.2:1b", "hi")
     assert caught.value.status_code == 503
     assert client.records[0].retries == 2
+
+
+def test_the_stall_limit_starts_after_the_first_token(
+    face: Callable[..., Face], live: EmulatorServer
+) -> None:
+    # a first token 0.5 s late is fine under first_token=5 though stall=0.2 ...
+    slow_start = face(host=live.url, headers={"X-Llmperf-Fault": "slow-first-token; seconds=0.5"})
+    limits = Limits(total=10, first_token=5, stall=0.2)
+    chunks = slow_start.generate("llama3.2:1b", "hi", stream=True, timeout=limits)
+    assert chunks[-1]["done"]
+    assert slow_start.records[0].ttft_s >= 0.5
+    # ... and is a first_token timeout under first_token=0.2
+    with pytest.raises(LLMTimeoutError) as caught:
+        slow_start.generate(
+            "llama3.2:1b", "hi", stream=True, timeout=replace(limits, first_token=0.2)
+        )
+    assert (caught.value.phase, caught.value.limit) == ("first_token", 0.2)
+
+
+def test_a_call_that_runs_past_its_total_fails_on_the_total(
+    face: Callable[..., Face], live: EmulatorServer
+) -> None:
+    slow = face(
+        host=live.url,
+        headers={"X-Llmperf-Fault": "stall; after=2; seconds=0.15, stall; after=4; seconds=0.15"},
+    )
+    limits = Limits(total=0.25, first_token=5, stall=5)
+    with pytest.raises(LLMTimeoutError) as caught:
+        slow.generate("llama3.2:1b", "hi", stream=True, timeout=limits)
+    assert caught.value.phase == "total"
+    assert "the call ran past the total limit of 0.25 s" in str(caught.value)
