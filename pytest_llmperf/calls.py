@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -53,28 +52,34 @@ from pytest_llmperf.tiers import Tiers
 from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
 
 perf_counter = time.perf_counter
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 # --- the steps a driver performs --------------------------------------------------------
 
 
 class Open:
-    """Send a request and wait for the response headers; the driver returns the response."""
+    """Send a request; the driver returns the response once its headers are in.
 
-    __slots__ = ("content", "headers", "method", "timeouts", "url")
+    ``whole``: read the whole body too before returning (an answer that is not streamed).
+    """
+
+    __slots__ = ("content", "headers", "method", "timeouts", "url", "whole")
 
     def __init__(
         self,
         method: str,
-        url: str,
+        url: httpx.URL,
         content: bytes | None,
         timeouts: dict[str, float],
         headers: Mapping[str, str] | None,
+        whole: bool,
     ) -> None:
         self.method = method
         self.url = url
         self.content = content
         self.timeouts = timeouts
         self.headers = headers
+        self.whole = whole
 
 
 class ReadBody:
@@ -86,22 +91,19 @@ class ReadBody:
         self.response = response
 
 
-class Lines:
-    """Start reading the body line by line; the driver returns a (sync or async) iterator."""
+class Stream:
+    """Read the body of ``response`` line by line, feeding each line to ``reader``.
 
-    __slots__ = ("response",)
+    The driver hands every chunk ``reader.feed`` returns to the caller and, at the end of
+    the body, returns ``reader.finish()``. The per-line logic stays here, in the reader;
+    the driver's loop is a few lines with no trip through the call's generators per chunk.
+    """
 
-    def __init__(self, response: httpx.Response) -> None:
+    __slots__ = ("reader", "response")
+
+    def __init__(self, response: httpx.Response, reader: StreamReader) -> None:
         self.response = response
-
-
-class NextLine:
-    """Read the next line; the driver returns it, or ``None`` at the end of the body."""
-
-    __slots__ = ("lines",)
-
-    def __init__(self, lines: Any) -> None:
-        self.lines = lines
+        self.reader = reader
 
 
 class Sleep:
@@ -112,7 +114,7 @@ class Sleep:
 
 
 class Emit:
-    """Hand one chunk of a stream to the caller."""
+    """Hand one chunk (of a stream served from the cache) to the caller."""
 
     __slots__ = ("chunk",)
 
@@ -120,29 +122,45 @@ class Emit:
         self.chunk = chunk
 
 
-Step = Open | ReadBody | Lines | NextLine | Sleep | Emit
+Step = Open | ReadBody | Stream | Sleep | Emit
 Steps = Generator[Step, Any, Any]
 
 # --- what a call asks for ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Call:
     """One call as the caller asked for it (``request`` is Ollama's body; model optional).
 
     ``cache``: ``None`` caches when the answer is repeatable, ``True`` always, ``False``
     never. ``timeout``: ``None`` for the tier's (adaptive) limits, a number for the total
-    limit of every phase, or :class:`~pytest_llmperf.timeouts.Limits`.
+    limit of every phase, or :class:`~pytest_llmperf.timeouts.Limits`. ``purpose``:
+    ``call``, ``warm_up`` or ``unload``.
     """
 
-    kind: Kind
-    request: Mapping[str, Any]
-    stream: bool = False
-    tier: str | None = None
-    cache: bool | None = None
-    timeout: Limits | float | None = None
-    fallback: bool | None = None
-    purpose: str = "call"
+    __slots__ = ("cache", "fallback", "kind", "purpose", "request", "stream", "tier", "timeout")
+
+    def __init__(
+        self,
+        kind: Kind,
+        request: Mapping[str, Any],
+        stream: bool = False,
+        tier: str | None = None,
+        cache: bool | None = None,
+        timeout: Limits | float | None = None,
+        fallback: bool | None = None,
+        purpose: str = "call",
+    ) -> None:
+        self.kind = kind
+        self.request = request
+        self.stream = stream
+        self.tier = tier
+        self.cache = cache
+        self.timeout = timeout
+        self.fallback = fallback
+        self.purpose = purpose
+
+    def __repr__(self) -> str:
+        return f"Call({self.kind!r}, {self.request!r}, stream={self.stream}, tier={self.tier!r})"
 
 
 class _Trace:
@@ -256,6 +274,14 @@ class Core:
         self.retries = retries
         self.headers = dict(headers) if headers else None
         self.on_record = on_record
+        self._urls: dict[tuple[str, str], httpx.URL] = {}
+
+    def _url(self, host: str, path: str) -> httpx.URL:
+        """The parsed URL of a route on a host, parsed once (httpx parses a str every call)."""
+        url = self._urls.get((host, path))
+        if url is None:
+            url = self._urls[(host, path)] = httpx.URL(host + path)
+        return url
 
     # --- one call -----------------------------------------------------------------------
 
@@ -409,7 +435,7 @@ class Core:
             payload = to_openai(call.kind, request, stream)
         else:
             payload = {**request, "stream": stream}
-        content = json.dumps(payload, separators=(",", ":")).encode()
+        content = _COMPACT.encode(payload).encode()
         began = perf_counter()
         deadline = began + limits.total
         waiting = "first_token" if stream and limits.first_token < limits.total else "total"
@@ -422,7 +448,9 @@ class Core:
         where = _Where(host, trace.model, trace.route, trace.tier)
         stall_bound = False
         try:
-            response = yield Open("POST", host + trace.route, content, timeouts, self.headers)
+            response = yield Open(
+                "POST", self._url(host, trace.route), content, timeouts, self.headers, not stream
+            )
         except httpx.TimeoutException as exc:
             phase = (
                 "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else waiting
@@ -433,23 +461,21 @@ class Core:
             raise where.unreachable(exc) from None
         try:
             if response.status_code != 200:
-                data = yield ReadBody(response)
+                data = (yield ReadBody(response)) if stream else response.content
                 raise where.status_error(response.status_code, data)
+            if not stream:
+                answer = self._whole(call, where, response.content)
+                trace.final = answer
+                if chunk_text(answer) or call.kind != "embed":
+                    trace.text_at(perf_counter())
+                return [answer]
             left = deadline - perf_counter()
             stall_bound = limits.stall <= left
-            timeouts["read"] = max(min(limits.stall, left) if stream else left, 0.001)
-            if not stream:
-                data = yield ReadBody(response)
-                chunks = [self._whole(call, where, data)]
-                trace.final = chunks[0]
-                if chunk_text(chunks[0]) or call.kind != "embed":
-                    trace.text_at(perf_counter())
-                return chunks
-            return (
-                yield from self._read_stream(
-                    call, trace, where, response, limits, deadline, stall_bound
-                )
-            )
+            timeouts["read"] = max(min(limits.stall, left), 0.001)
+            openai = OpenAIStream(call.kind, trace.model) if self.api == "openai" else None
+            reader = StreamReader(trace, where, limits.total, deadline, openai)
+            chunks: list[dict[str, Any]] = yield Stream(response, reader)
+            return chunks
         except httpx.ReadTimeout:
             if not stream:
                 raise where.timeout("total", limits.total, perf_counter() - began) from None
@@ -471,51 +497,6 @@ class Core:
             )
         return from_openai(call.kind, answer) if self.api == "openai" else answer
 
-    def _read_stream(
-        self,
-        call: Call,
-        trace: _Trace,
-        where: _Where,
-        response: httpx.Response,
-        limits: Limits,
-        deadline: float,
-        stall_bound: bool,
-    ) -> Generator[Step, Any, list[dict[str, Any]]]:
-        __tracebackhide__ = True
-        chunks: list[dict[str, Any]] = []
-        openai = OpenAIStream(call.kind, trace.model) if self.api == "openai" else None
-        lines = yield Lines(response)
-        while True:
-            line = yield NextLine(lines)
-            now = perf_counter()
-            if line is None:
-                break
-            if not line:
-                continue
-            parsed = where.decode_line(line) if openai is None else openai.feed(line)
-            if parsed is None:
-                continue
-            chunk = parsed
-            if "error" in chunk:
-                raise where.stream_error(chunk, len(chunks))
-            if chunk_text(chunk):
-                trace.text_at(now)
-            chunks.append(chunk)
-            if chunk.get("done"):
-                trace.final = chunk
-            trace.emitted = True
-            yield Emit(chunk)
-            if perf_counter() > deadline and not chunk.get("done"):
-                raise where.timeout("total", limits.total, perf_counter() - trace.start)
-        if not chunks or not chunks[-1].get("done"):
-            raise LLMStreamError(
-                f"{where.label}: the stream ended after {len(chunks)} chunks without its "
-                "final 'done' chunk; the server or the connection cut it short",
-                host=where.host,
-                model=where.model,
-            )
-        return chunks
-
     # --- calls that are not generations ---------------------------------------------------
 
     def request_json(
@@ -531,16 +512,17 @@ class Core:
         began = perf_counter()
         try:
             try:
-                response = yield Open(method, host + path, content, timeouts, self.headers)
+                response = yield Open(
+                    method, self._url(host, path), content, timeouts, self.headers, True
+                )
             except httpx.TimeoutException as exc:
                 phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "total"
                 raise where.timeout(phase, timeout, perf_counter() - began) from None
             except httpx.TransportError as exc:
                 raise where.unreachable(exc) from None
-            data = yield ReadBody(response)
             if response.status_code != 200:
-                raise where.status_error(response.status_code, data)
-            return where.decode(data)
+                raise where.status_error(response.status_code, response.content)
+            return where.decode(response.content)
         finally:
             self.pool.release(host)
 
@@ -565,14 +547,16 @@ class Core:
         return loaded
 
 
-@dataclass(frozen=True)
 class _Where:
     """Where a call went: builds the errors, each naming the host, model and way out."""
 
-    host: str
-    model: str
-    route: str
-    tier: str | None
+    __slots__ = ("host", "model", "route", "tier")
+
+    def __init__(self, host: str, model: str, route: str, tier: str | None) -> None:
+        self.host = host
+        self.model = model
+        self.route = route
+        self.tier = tier
 
     @property
     def label(self) -> str:
@@ -690,6 +674,62 @@ class _Where:
             host=self.host,
             model=self.model,
         )
+
+
+class StreamReader:
+    """The per-line logic of a stream: parse, check, measure, keep the chunks."""
+
+    __slots__ = ("chunks", "deadline", "limit", "openai", "trace", "where")
+
+    def __init__(
+        self,
+        trace: _Trace,
+        where: _Where,
+        limit: float,
+        deadline: float,
+        openai: OpenAIStream | None,
+    ) -> None:
+        self.trace = trace
+        self.where = where
+        self.limit = limit
+        self.deadline = deadline
+        self.openai = openai
+        self.chunks: list[dict[str, Any]] = []
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        """One line of the body; the chunk to hand to the caller, if it makes one."""
+        __tracebackhide__ = True
+        now = perf_counter()
+        if not line:
+            return None
+        chunk = self.where.decode_line(line) if self.openai is None else self.openai.feed(line)
+        if chunk is None:
+            return None
+        trace = self.trace
+        if "error" in chunk:
+            raise self.where.stream_error(chunk, len(self.chunks))
+        done = chunk.get("done")
+        if now > self.deadline and not done:
+            raise self.where.timeout("total", self.limit, now - trace.start)
+        if chunk_text(chunk):
+            trace.text_at(now)
+        self.chunks.append(chunk)
+        if done:
+            trace.final = chunk
+        trace.emitted = True
+        return chunk
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The stream's chunks, once the body has ended with its final ``done`` chunk."""
+        __tracebackhide__ = True
+        if not self.chunks or not self.chunks[-1].get("done"):
+            raise LLMStreamError(
+                f"{self.where.label}: the stream ended after {len(self.chunks)} chunks without "
+                "its final 'done' chunk; the server or the connection cut it short",
+                host=self.where.host,
+                model=self.where.model,
+            )
+        return self.chunks
 
 
 def _cancel(exc: BaseException) -> bool:

@@ -36,15 +36,15 @@ from pytest_llmperf.calls import (
     Call,
     Core,
     Emit,
-    Lines,
-    NextLine,
     Open,
     ReadBody,
     Sleep,
     Steps,
+    Stream,
 )
 from pytest_llmperf.errors import ConfigurationError
 from pytest_llmperf.hosts import HostPool
+from pytest_llmperf.lanes import Lanes
 from pytest_llmperf.protocol import Api, parse_host
 from pytest_llmperf.records import CallRecord
 from pytest_llmperf.tiers import Tiers
@@ -199,20 +199,30 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT]):
     ) -> AnswerT | StreamT:
         """``/api/generate``: complete ``prompt`` with ``model`` or the ``tier``'s model."""
         __tracebackhide__ = True
-        request = _body(
-            model=model or None,
-            prompt=prompt,
-            suffix=suffix or None,
-            system=system or None,
-            template=template or None,
-            context=list(context) if context else None,
-            think=think,
-            raw=raw,
-            format=format or None,
-            images=_images(images),
-            options=dict(options) if options else None,
-            keep_alive=keep_alive,
-        )
+        request: dict[str, Any] = {}
+        if model:
+            request["model"] = model
+        if prompt is not None:
+            request["prompt"] = prompt
+        if options:
+            request["options"] = dict(options)
+        if keep_alive is not None:
+            request["keep_alive"] = keep_alive
+        if suffix or system or template or context or think is not None or raw is not None:
+            request.update(
+                _body(
+                    suffix=suffix or None,
+                    system=system or None,
+                    template=template or None,
+                    context=list(context) if context else None,
+                    think=think,
+                    raw=raw,
+                )
+            )
+        if format:
+            request["format"] = format
+        if images is not None:
+            request["images"] = _images(images)
         return self._perform(  # type: ignore[no-any-return]
             Call("generate", request, stream, tier, cache, timeout, fallback)
         )
@@ -431,7 +441,7 @@ class OllamaClient(
         concurrency: int = 4,
         headers: Mapping[str, str] | None = None,
         on_record: Callable[[CallRecord], None] | None = None,
-        http: httpx.Client | None = None,
+        http: httpx.Client | Lanes[httpx.Client] | None = None,
     ) -> None:
         self.core = _core(
             host,
@@ -447,16 +457,21 @@ class OllamaClient(
         )
         self.concurrency = concurrency
         self._owns_http = http is None
-        self.http = http or httpx.Client(limits=LIMITS)
+        if isinstance(http, Lanes):
+            self.lanes = http
+        elif http is not None:
+            self.lanes = Lanes(lambda: http, most=1)
+        else:
+            self.lanes = Lanes(lambda: httpx.Client(limits=LIMITS))
 
     def _perform(self, call: Call) -> Any:
         __tracebackhide__ = True
-        driver = _SyncDriver(self.http, self.core.run(call))
+        driver = _SyncDriver(self.lanes, self.core.run(call))
         return driver.stream() if call.stream else driver.result()
 
     def _perform_plain(self, steps: Steps) -> Any:
         __tracebackhide__ = True
-        return _SyncDriver(self.http, steps).result()
+        return _SyncDriver(self.lanes, steps).result()
 
     def many(
         self, calls: Iterable[Callable[[], T]], *, concurrency: int | None = None
@@ -474,7 +489,8 @@ class OllamaClient(
 
     def close(self) -> None:
         if self._owns_http:
-            self.http.close()
+            for http in self.lanes.clients:
+                http.close()
 
     def __enter__(self) -> OllamaClient:
         return self
@@ -520,7 +536,7 @@ class AsyncOllamaClient(
         concurrency: int = 4,
         headers: Mapping[str, str] | None = None,
         on_record: Callable[[CallRecord], None] | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: httpx.AsyncClient | Lanes[httpx.AsyncClient] | None = None,
     ) -> None:
         self.core = _core(
             host,
@@ -536,16 +552,21 @@ class AsyncOllamaClient(
         )
         self.concurrency = concurrency
         self._owns_http = http is None
-        self.http = http or httpx.AsyncClient(limits=LIMITS)
+        if isinstance(http, Lanes):
+            self.lanes = http
+        elif http is not None:
+            self.lanes = Lanes(lambda: http, most=1)
+        else:
+            self.lanes = Lanes(lambda: httpx.AsyncClient(limits=LIMITS))
 
     async def _perform(self, call: Call) -> Any:
         __tracebackhide__ = True
-        driver = _AsyncDriver(self.http, self.core.run(call))
+        driver = _AsyncDriver(self.lanes, self.core.run(call))
         return driver.stream() if call.stream else await driver.result()
 
     async def _perform_plain(self, steps: Steps) -> Any:
         __tracebackhide__ = True
-        return await _AsyncDriver(self.http, steps).result()
+        return await _AsyncDriver(self.lanes, steps).result()
 
     async def many(
         self, calls: Iterable[Callable[[], Awaitable[T]]], *, concurrency: int | None = None
@@ -567,7 +588,8 @@ class AsyncOllamaClient(
 
     async def aclose(self) -> None:
         if self._owns_http:
-            await self.http.aclose()
+            for http in self.lanes.clients:
+                await http.aclose()
 
     async def __aenter__(self) -> AsyncOllamaClient:
         return self
@@ -584,24 +606,18 @@ class AsyncOllamaClient(
 class _SyncDriver:
     """Performs a call's steps with a sync httpx client."""
 
-    def __init__(self, http: httpx.Client, steps: Steps) -> None:
-        self.http = http
+    __slots__ = ("http", "lane", "lanes", "opened", "steps")
+
+    def __init__(self, lanes: Lanes[httpx.Client], steps: Steps) -> None:
+        self.lanes = lanes
         self.steps = steps
         self.opened: list[httpx.Response] = []
-        self._value: Any = None
+        self.lane = -1  # taken at the first request, given back when the call ends
 
     def result(self) -> Any:
+        """Run a call that hands no chunks out; its answer."""
         __tracebackhide__ = True
-        for _ in self._run():
-            pass
-        return self._value
-
-    def stream(self) -> Iterator[Answer]:
-        return self._run()
-
-    def _run(self) -> Iterator[Answer]:
-        __tracebackhide__ = True
-        steps = self.steps
+        steps, do = self.steps, self._do
         value: Any = None
         error: Exception | None = None
         try:
@@ -609,28 +625,63 @@ class _SyncDriver:
                 try:
                     step = steps.throw(error) if error is not None else steps.send(value)
                 except StopIteration as stop:
-                    value = stop.value
-                    self._value = Answer(value) if type(value) is dict else value
+                    return Answer(stop.value) if type(stop.value) is dict else stop.value
+                try:
+                    value, error = do(step), None
+                except Exception as exc:
+                    value, error = None, exc
+        finally:
+            steps.close()
+            self._close()
+
+    def stream(self) -> Iterator[Answer]:
+        """Run a call that hands out chunks, as an iterator of them."""
+        __tracebackhide__ = True
+        steps, do = self.steps, self._do
+        value: Any = None
+        error: Exception | None = None
+        try:
+            while True:
+                try:
+                    step = steps.throw(error) if error is not None else steps.send(value)
+                except StopIteration:
                     return
                 if type(step) is Emit:
                     value, error = None, None
                     yield Answer(step.chunk)
                     continue
+                if type(step) is Stream:
+                    feed = step.reader.feed
+                    try:
+                        for line in step.response.iter_lines():
+                            chunk = feed(line)
+                            if chunk is not None:
+                                yield Answer(chunk)
+                        value, error = step.reader.finish(), None
+                    except Exception as exc:
+                        value, error = None, exc
+                    continue
                 try:
-                    value, error = self._do(step), None
+                    value, error = do(step), None
                 except Exception as exc:
                     value, error = None, exc
         finally:
             steps.close()
-            for response in self.opened:
-                response.close()
+            self._close()
+
+    def _close(self) -> None:
+        for response in self.opened:
+            response.close()
+        if self.lane >= 0:
+            self.lanes.give(self.lane)
+            self.lane = -1
 
     def _do(self, step: Any) -> Any:
         __tracebackhide__ = True
         kind = type(step)
-        if kind is NextLine:
-            return next(step.lines, None)
         if kind is Open:
+            if self.lane < 0:
+                self.lane, self.http = self.lanes.take()
             request = self.http.build_request(
                 step.method,
                 step.url,
@@ -638,13 +689,11 @@ class _SyncDriver:
                 headers=step.headers,
                 extensions={"timeout": step.timeouts},
             )
-            response = self.http.send(request, stream=True)
+            response = self.http.send(request, stream=not step.whole)
             self.opened.append(response)
             return response
         if kind is ReadBody:
             return step.response.read()
-        if kind is Lines:
-            return step.response.iter_lines()
         if kind is Sleep:
             time.sleep(step.seconds)
             return None
@@ -654,24 +703,18 @@ class _SyncDriver:
 class _AsyncDriver:
     """Performs a call's steps with an async httpx client."""
 
-    def __init__(self, http: httpx.AsyncClient, steps: Steps) -> None:
-        self.http = http
+    __slots__ = ("http", "lane", "lanes", "opened", "steps")
+
+    def __init__(self, lanes: Lanes[httpx.AsyncClient], steps: Steps) -> None:
+        self.lanes = lanes
         self.steps = steps
         self.opened: list[httpx.Response] = []
-        self._value: Any = None
+        self.lane = -1  # taken at the first request, given back when the call ends
 
     async def result(self) -> Any:
+        """Run a call that hands no chunks out; its answer."""
         __tracebackhide__ = True
-        async for _ in self._run():
-            pass
-        return self._value
-
-    def stream(self) -> AsyncIterator[Answer]:
-        return self._run()
-
-    async def _run(self) -> AsyncIterator[Answer]:
-        __tracebackhide__ = True
-        steps = self.steps
+        steps, do = self.steps, self._do
         value: Any = None
         error: Exception | None = None
         try:
@@ -679,28 +722,63 @@ class _AsyncDriver:
                 try:
                     step = steps.throw(error) if error is not None else steps.send(value)
                 except StopIteration as stop:
-                    value = stop.value
-                    self._value = Answer(value) if type(value) is dict else value
+                    return Answer(stop.value) if type(stop.value) is dict else stop.value
+                try:
+                    value, error = await do(step), None
+                except Exception as exc:
+                    value, error = None, exc
+        finally:
+            steps.close()
+            await self._close()
+
+    async def stream(self) -> AsyncIterator[Answer]:
+        """Run a call that hands out chunks, as an async iterator of them."""
+        __tracebackhide__ = True
+        steps, do = self.steps, self._do
+        value: Any = None
+        error: Exception | None = None
+        try:
+            while True:
+                try:
+                    step = steps.throw(error) if error is not None else steps.send(value)
+                except StopIteration:
                     return
                 if type(step) is Emit:
                     value, error = None, None
                     yield Answer(step.chunk)
                     continue
+                if type(step) is Stream:
+                    feed = step.reader.feed
+                    try:
+                        async for line in step.response.aiter_lines():
+                            chunk = feed(line)
+                            if chunk is not None:
+                                yield Answer(chunk)
+                        value, error = step.reader.finish(), None
+                    except Exception as exc:
+                        value, error = None, exc
+                    continue
                 try:
-                    value, error = await self._do(step), None
+                    value, error = await do(step), None
                 except Exception as exc:
                     value, error = None, exc
         finally:
             steps.close()
-            for response in self.opened:
-                await response.aclose()
+            await self._close()
+
+    async def _close(self) -> None:
+        for response in self.opened:
+            await response.aclose()
+        if self.lane >= 0:
+            self.lanes.give(self.lane)
+            self.lane = -1
 
     async def _do(self, step: Any) -> Any:
         __tracebackhide__ = True
         kind = type(step)
-        if kind is NextLine:
-            return await anext(step.lines, None)
         if kind is Open:
+            if self.lane < 0:
+                self.lane, self.http = self.lanes.take()
             request = self.http.build_request(
                 step.method,
                 step.url,
@@ -708,13 +786,11 @@ class _AsyncDriver:
                 headers=step.headers,
                 extensions={"timeout": step.timeouts},
             )
-            response = await self.http.send(request, stream=True)
+            response = await self.http.send(request, stream=not step.whole)
             self.opened.append(response)
             return response
         if kind is ReadBody:
             return await step.response.aread()
-        if kind is Lines:
-            return step.response.aiter_lines()
         if kind is Sleep:
             await asyncio.sleep(step.seconds)
             return None

@@ -3,7 +3,7 @@
 Each call goes to the host with the fewest calls in flight, ties broken by the lower recent
 latency (an exponential moving average of successful calls' total time). A host that fails
 to connect or answers 503 is cooled down for ``cooldown_s``: it is picked again only when
-no other host is available.
+no other host is available. A pool of one host has nothing to choose and keeps no counts.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class HostPool:
         if not urls:
             raise ConfigurationError("a host pool needs at least one host URL")
         self.hosts = [HostState(url) for url in dict.fromkeys(urls)]
+        self._by_url = {host.url: host for host in self.hosts}
+        self._single = self.hosts[0] if len(self.hosts) == 1 else None
         self.cooldown_s = cooldown_s
         self.smoothing = smoothing
         self._lock = threading.Lock()
@@ -47,23 +49,24 @@ class HostPool:
 
     def acquire(self, avoid: Collection[str] = ()) -> str:
         """Pick a host for one call and count it in flight; release it with :meth:`release`."""
+        if self._single is not None:  # one host: nothing to choose, nobody to count for
+            return self._single.url
         now = time.monotonic()
         with self._lock:
-            if len(self.hosts) == 1:
-                chosen = self.hosts[0]
+            fresh = [h for h in self.hosts if h.url not in avoid] or self.hosts
+            ready = [h for h in fresh if h.cooled_until <= now]
+            if ready:
+                chosen = min(ready, key=lambda h: (h.in_flight, h.latency_s))
             else:
-                fresh = [h for h in self.hosts if h.url not in avoid] or self.hosts
-                ready = [h for h in fresh if h.cooled_until <= now]
-                if ready:
-                    chosen = min(ready, key=lambda h: (h.in_flight, h.latency_s))
-                else:
-                    chosen = min(fresh, key=lambda h: h.cooled_until)
+                chosen = min(fresh, key=lambda h: h.cooled_until)
             chosen.in_flight += 1
             return chosen.url
 
     def release(self, url: str, *, latency_s: float | None = None, failed: bool = False) -> None:
+        if self._single is not None:
+            return
         with self._lock:
-            host = next(h for h in self.hosts if h.url == url)
+            host = self._by_url[url]
             host.in_flight -= 1
             host.calls += 1
             if failed:

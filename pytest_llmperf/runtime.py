@@ -13,6 +13,7 @@ import httpx
 from pytest_llmperf.cache import ResponseCache, open_redis
 from pytest_llmperf.client import LIMITS, AsyncOllamaClient, OllamaClient
 from pytest_llmperf.hosts import HostPool
+from pytest_llmperf.lanes import Lanes
 from pytest_llmperf.protocol import Api
 from pytest_llmperf.records import RecordRouter
 from pytest_llmperf.settings import EMULATOR, Settings
@@ -28,13 +29,7 @@ class Runtime:
         self._caches: dict[tuple[str, float | None, str], ResponseCache | None] = {}
         self._timeouts: dict[tuple[tuple[str, ...], bool], AdaptiveTimeouts] = {}
         self._pools: dict[tuple[str, ...], HostPool] = {}
-        self._http: httpx.Client | None = None
-
-    @property
-    def http(self) -> httpx.Client:
-        if self._http is None:
-            self._http = httpx.Client(limits=LIMITS)
-        return self._http
+        self.lanes: Lanes[httpx.Client] = Lanes(lambda: httpx.Client(limits=LIMITS))
 
     def cache(self, settings: Settings) -> ResponseCache | None:
         key = (settings.cache, settings.cache_ttl, settings.cache_namespace)
@@ -65,7 +60,7 @@ class Runtime:
             retries=settings.retries,
             concurrency=settings.concurrency,
             on_record=self.router,
-            http=self.http,
+            http=self.lanes,
         )
 
     def async_client(self, settings: Settings, emulator: Callable[[], str]) -> AsyncOllamaClient:
@@ -91,8 +86,8 @@ class Runtime:
         ]
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
+        for http in self.lanes.clients:
+            http.close()
 
 
 def _api(settings: Settings) -> Api:

@@ -91,26 +91,39 @@ class AdaptiveTimeouts:
     min_samples: int = 10
     window: int = 100
     enabled: bool = True
+    refresh: int = 10
     _samples: dict[str, deque[tuple[float, float, float]]] = field(default_factory=dict)
+    _seen: dict[str, int] = field(default_factory=dict)
+    _adapted: dict[tuple[str, str | None], tuple[int, Limits]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ceiling(self, tier: str | None) -> Limits:
         return self.tiers.get(tier, self.default) if tier else self.default
 
     def limits(self, model: str, tier: str | None) -> Limits:
-        """The limits for the next call of ``model`` in ``tier``."""
+        """The limits for the next call of ``model`` in ``tier``.
+
+        They are recomputed after every ``refresh`` new observations of the model, not on
+        every call: sorting a window of samples costs more than the rest of a call.
+        """
         ceiling = self.ceiling(tier)
         samples = self._samples.get(model)
         if not self.enabled or samples is None or len(samples) < self.min_samples:
             return ceiling
+        seen = self._seen[model]
+        cached = self._adapted.get((model, tier))
+        if cached is not None and seen - cached[0] < self.refresh:
+            return cached[1]
         with self._lock:
             ttft, gap, total = zip(*samples, strict=True)
-        return Limits(
+        limits = Limits(
             total=self._clamp(total, self.floor.total, ceiling.total),
             first_token=self._clamp(ttft, self.floor.first_token, ceiling.first_token),
             stall=self._clamp(gap, self.floor.stall, ceiling.stall),
             connect=ceiling.connect,
         )
+        self._adapted[(model, tier)] = (seen, limits)
+        return limits
 
     def _clamp(self, observed: tuple[float, ...], floor: float, ceiling: float) -> float:
         wanted = self.factor * quantile(observed, self.quantile)
@@ -123,9 +136,15 @@ class AdaptiveTimeouts:
     def observe(self, model: str, ttft: float, max_gap: float, total: float) -> None:
         """Add one successful call (a non-streamed call has ``ttft == total``, no gap)."""
         with self._lock:
-            samples = self._samples.setdefault(model, deque(maxlen=self.window))
+            samples = self._samples.get(model)
+            if samples is None:
+                samples = self._samples[model] = deque(maxlen=self.window)
             samples.append((ttft, max_gap, total))
+            self._seen[model] = self._seen.get(model, 0) + 1
 
     def forget(self, model: str) -> None:
         with self._lock:
             self._samples.pop(model, None)
+            self._seen.pop(model, None)
+            for key in [key for key in self._adapted if key[0] == model]:
+                del self._adapted[key]
