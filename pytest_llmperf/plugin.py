@@ -9,6 +9,8 @@ import pytest
 
 from pytest_llmperf import settings as _settings
 from pytest_llmperf.cache import ResponseCache
+from pytest_llmperf.cassettes import CassetteError, CassetteSession, patched
+from pytest_llmperf.cassettes import for_pytest as _cassettes
 from pytest_llmperf.client import AsyncOllamaClient, OllamaClient
 from pytest_llmperf.emulator.runner import start_emulator
 from pytest_llmperf.emulator.server import EmulatorServer
@@ -20,6 +22,7 @@ SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
 ROUTER_KEY = pytest.StashKey[RecordRouter]()
 RUNTIME_KEY = pytest.StashKey[Runtime]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
+PASSED_KEY = pytest.StashKey[bool]()
 SETTINGS_MARKER = "llm_settings"
 ClientT = TypeVar("ClientT")
 
@@ -37,6 +40,11 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{SETTINGS_MARKER}(**fields): override pytest-llmperf settings (cache, tiers, hosts, "
         "timeouts, fallback, ...) for this test",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{_cassettes.MARKER}(name=None, *, record_mode=None, timing=None): record this test's "
+        "LLM traffic to a cassette, or replay it from one",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -49,6 +57,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             _settings.with_marker(_settings.Settings(), marker.kwargs, where)
         except ValueError as exc:
             pytest.fail(str(exc), pytrace=False)
+    for marker in metafunc.definition.iter_markers(_cassettes.MARKER):
+        try:
+            _cassettes.check_marker(
+                marker, f"marker {_cassettes.MARKER} on {metafunc.definition.nodeid}"
+            )
+        except ValueError as exc:
+            pytest.fail(str(exc), pytrace=False)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -59,6 +74,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for line in terminalreporter.config.stash[RUNTIME_KEY].problems():
         terminalreporter.write_line(f"llmperf: {line}", yellow=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[PASSED_KEY] = report.passed
+    return report
 
 
 @pytest.hookimpl(wrapper=True)
@@ -169,3 +194,26 @@ def llm_warm_up(
     """Load every tier's model once per session; the load time (seconds) of each model."""
     client = _llmperf_runtime.client(llm_settings, _emulator_url(request))
     return client.warm_up(keep_alive=llm_settings.keep_alive)
+
+
+@pytest.fixture(autouse=True)
+def _llmperf_cassette_marker(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker(_cassettes.MARKER) is not None:
+        request.getfixturevalue("llm_cassette")
+
+
+@pytest.fixture
+def llm_cassette(
+    request: pytest.FixtureRequest, _llmperf_test_settings: _settings.Settings
+) -> Iterator[CassetteSession]:
+    """This test's cassette: its LLM traffic is replayed from it or recorded to it."""
+    try:
+        session = _cassettes.open_session(request.node, _llmperf_test_settings)
+    except CassetteError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with patched(session):
+        yield session
+    try:
+        session.save(passed=request.node.stash.get(PASSED_KEY, False))
+    except CassetteError as exc:
+        pytest.fail(str(exc), pytrace=False)

@@ -37,6 +37,11 @@ class Settings:
     retries: int = 2
     concurrency: int = 4
     keep_alive: str = "30m"
+    record_mode: str = "none"
+    replay_timing: str = "instant"
+    cassette_dir: str = "cassettes"
+    scrub_headers: tuple[str, ...] = ()
+    scrub_query: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,13 @@ def _timeout(value: str) -> str:
     except ConfigurationError as exc:
         raise ValueError(str(exc)) from None
     return value.strip()
+
+
+def _timing(value: str) -> str:
+    from pytest_llmperf.cassettes import parse_timing
+
+    parse_timing(value)
+    return value
 
 
 def _switch(value: str) -> bool:
@@ -284,6 +296,53 @@ OPTIONS = (
         "how long the llm_warm_up fixture keeps models loaded (default 30m)",
         str,
         "DURATION",
+    ),
+    Option(
+        "record_mode",
+        "--llm-record-mode",
+        "llm_record_mode",
+        "LLMPERF_RECORD_MODE",
+        "cassettes: none (replay only, default), once, new_episodes, all, or rewrite",
+        _choice("none", "once", "new_episodes", "all", "rewrite"),
+        "MODE",
+    ),
+    Option(
+        "replay_timing",
+        "--llm-replay-timing",
+        "llm_replay_timing",
+        "LLMPERF_REPLAY_TIMING",
+        "cassettes: instant (default), recorded (chunks at their recorded times), or a factor",
+        _timing,
+        "TIMING",
+    ),
+    Option(
+        "cassette_dir",
+        "--llm-cassette-dir",
+        "llm_cassette_dir",
+        "LLMPERF_CASSETTE_DIR",
+        "folder of the cassettes, relative to the rootdir (default cassettes)",
+        str,
+        "DIR",
+    ),
+    Option(
+        "scrub_headers",
+        "--llm-scrub-header",
+        "llm_scrub_headers",
+        "LLMPERF_SCRUB_HEADERS",
+        "a header whose value never reaches a cassette, beyond the credential defaults",
+        str,
+        "NAME",
+        multiple=True,
+    ),
+    Option(
+        "scrub_query",
+        "--llm-scrub-query",
+        "llm_scrub_query",
+        "LLMPERF_SCRUB_QUERY",
+        "a query parameter whose value never reaches a cassette, beyond key-like names",
+        str,
+        "NAME",
+        multiple=True,
     ),
 )
 BY_FIELD = {option.field: option for option in OPTIONS}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-# httpx imports httpcore on first use and keeps a map of its exception classes; pytester's
-# in-process runs drop modules first imported inside them, so an inner run that imports
-# httpcore leaves httpx mapping classes of a module that is gone. Import it out here.
+# pytester's in-process runs drop the modules first imported inside them. Two of ours break
+# when imported again: httpx keeps a map of httpcore's exception classes from its first use,
+# and PyYAML's C extension cannot be loaded twice. Import them out here, once.
 import httpcore  # noqa: F401
 import pytest
+import vcr.serializers.yamlserializer  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

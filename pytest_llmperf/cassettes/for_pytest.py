@@ -1,0 +1,66 @@
+"""Which cassette a test uses, from its ``llm_cassette`` marker and the settings.
+
+``@pytest.mark.llm_cassette`` uses ``{llm_cassette_dir}/{module}/{test}.yaml``;
+``@pytest.mark.llm_cassette("shared/story.yaml")`` names a file under the folder (``.json``
+for JSON); ``record_mode=`` and ``timing=`` override the settings for that test.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llmperf.cassettes.scrub import Scrubber
+from pytest_llmperf.cassettes.session import MODES, CassetteSession, parse_timing
+from pytest_llmperf.settings import Settings
+
+MARKER = "llm_cassette"
+KEYWORDS = frozenset({"record_mode", "timing"})
+
+
+def check_marker(marker: pytest.Mark, where: str) -> None:
+    """Refuse a marker the test cannot run with, naming the test and the argument."""
+    if len(marker.args) > 1 or (marker.args and not isinstance(marker.args[0], str)):
+        raise ValueError(f"{where}: give at most one cassette name, a string like 'story.yaml'")
+    unknown = set(marker.kwargs) - KEYWORDS
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown argument {sorted(unknown)[0]!r}; the marker takes a name, "
+            "record_mode= and timing="
+        )
+    mode = marker.kwargs.get("record_mode")
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"{where}: record_mode={mode!r}: choose one of {', '.join(MODES)}")
+    timing = marker.kwargs.get("timing")
+    if timing is not None:
+        try:
+            parse_timing(str(timing))
+        except ValueError:
+            raise ValueError(
+                f"{where}: timing={timing!r}: choose instant, recorded or a factor >= 0"
+            ) from None
+
+
+def cassette_path(item: pytest.Item, settings: Settings, name: str | None) -> Path:
+    folder = item.config.rootpath / settings.cassette_dir
+    if name:
+        path = folder / name
+        return path if path.suffix in (".yaml", ".yml", ".json") else path.with_suffix(".yaml")
+    module = Path(str(item.path)).stem
+    test = re.sub(r"[^\w.-]+", "-", item.name).strip("-")
+    return folder / module / f"{test}.yaml"
+
+
+def open_session(item: pytest.Item, settings: Settings) -> CassetteSession:
+    marker = item.get_closest_marker(MARKER)
+    args: tuple[Any, ...] = marker.args if marker else ()
+    kwargs: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    return CassetteSession(
+        cassette_path(item, settings, args[0] if args else None),
+        mode=kwargs.get("record_mode") or settings.record_mode,
+        timing=parse_timing(str(kwargs.get("timing") or settings.replay_timing)),
+        scrubber=Scrubber(settings.scrub_headers, settings.scrub_query),
+    )

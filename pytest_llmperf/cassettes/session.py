@@ -1,0 +1,474 @@
+"""Recording and replaying at httpx's transport, for every httpx client in the process.
+
+While a :class:`CassetteSession` is active, ``httpx.HTTPTransport.handle_request`` and
+``httpx.AsyncHTTPTransport.handle_async_request`` go through it, so the official ``ollama``
+client, the ``openai`` client, LangChain's and ours are all covered, sync and async.
+
+- **Recording** passes every chunk to the client as it arrives and copies it, with its
+  arrival time, into the cassette: what the client sees, and when, is unchanged.
+- **Replay** builds the response from the cassette without opening a socket. With
+  ``timing="instant"`` the chunks come at once; with ``"recorded"`` each comes at its
+  recorded offset from the request (a factor such as ``0.5`` halves the waits). A replayed
+  wait longer than the request's read timeout raises ``httpx.ReadTimeout`` after that
+  timeout, as a silent server would: stalls recorded in a cassette trip timeouts offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+
+from pytest_llmperf.cassettes.matching import differences, normal_body, target
+from pytest_llmperf.cassettes.scrub import Scrubber
+from pytest_llmperf.cassettes.store import Cassette, Interaction
+from pytest_llmperf.errors import LLMPerfError
+
+MODES = ("none", "once", "new_episodes", "all", "rewrite")
+perf_counter = time.perf_counter
+
+
+class CassetteMismatchError(LLMPerfError):
+    """A request the cassette has no answer for, in a mode that may not record it."""
+
+
+# httpx and its fork httpx2 (which openai>=2 uses) share one API: both are patched.
+HTTPX_MODULES = ("httpx", "httpx2")
+
+
+def _modules() -> list[ModuleType]:
+    found = []
+    for name in HTTPX_MODULES:
+        try:
+            found.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return found
+
+
+@contextmanager
+def patched(session: CassetteSession) -> Iterator[CassetteSession]:
+    """Route every httpx (and httpx2) transport in the process through ``session``."""
+    saved = []
+    for hx in _modules():
+        sync_send = hx.HTTPTransport.handle_request
+        async_send = hx.AsyncHTTPTransport.handle_async_request
+        saved.append((hx, sync_send, async_send))
+        hx.HTTPTransport.handle_request = _sync_handler(session, sync_send, hx)
+        hx.AsyncHTTPTransport.handle_async_request = _async_handler(session, async_send, hx)
+    try:
+        yield session
+    finally:
+        for hx, sync_send, async_send in saved:
+            hx.HTTPTransport.handle_request = sync_send
+            hx.AsyncHTTPTransport.handle_async_request = async_send
+
+
+def _sync_handler(session: CassetteSession, send: Any, hx: ModuleType) -> Any:
+    def handle_request(self: Any, request: Any) -> Any:
+        __tracebackhide__ = True
+        return session.handle(self, request, send, hx)
+
+    return handle_request
+
+
+def _async_handler(session: CassetteSession, send: Any, hx: ModuleType) -> Any:
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        __tracebackhide__ = True
+        return await session.handle_async(self, request, send, hx)
+
+    return handle_async_request
+
+
+def parse_timing(value: str) -> float:
+    """``instant`` → 0, ``recorded`` → 1, or a speed factor (0.5: half the recorded waits)."""
+    if value == "instant":
+        return 0.0
+    if value == "recorded":
+        return 1.0
+    factor = float(value)
+    if factor < 0:
+        raise ValueError("a factor must be >= 0 (or instant, or recorded)")
+    return factor
+
+
+class CassetteSession:
+    """One cassette in use: what it replays, what it records, and how."""
+
+    def __init__(
+        self,
+        path: Path,
+        mode: str = "none",
+        timing: float = 0.0,
+        scrubber: Scrubber | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown record mode {mode!r}: choose one of {', '.join(MODES)}")
+        self.path = path
+        self.existed = path.exists()
+        self.mode = "none" if mode == "once" and self.existed else mode
+        self.requested_mode = mode
+        self.timing = timing
+        self.scrub = scrubber or Scrubber()
+        fresh = self.mode in ("all", "rewrite") or (mode == "once" and not self.existed)
+        self.cassette = Cassette(path) if fresh else Cassette.load(path)
+        self.replayed: list[Interaction] = []
+
+    # --- what the tests see -------------------------------------------------------------
+
+    @property
+    def recorded(self) -> list[Interaction]:
+        return self.cassette.new
+
+    @property
+    def interactions(self) -> list[Interaction]:
+        return self.cassette.interactions
+
+    @property
+    def replays(self) -> bool:
+        return self.mode in ("none", "new_episodes")
+
+    @property
+    def records(self) -> bool:
+        return self.mode != "none"
+
+    def save(self, passed: bool) -> None:
+        """Write what was recorded: ``rewrite`` only after a passing test."""
+        if not self.cassette.new:
+            return
+        if self.mode == "rewrite" and not passed:
+            return
+        self.cassette.save()
+
+    # --- one request ----------------------------------------------------------------------
+
+    def _find(self, request: Any, uri: str) -> Interaction | None:
+        if not self.replays:
+            return None
+        return self.cassette.play(request.method, uri, request.content)
+
+    def _refuse(self, request: Any, uri: str) -> CassetteMismatchError:
+        body = request.content
+        lines = [
+            f"no recorded answer in cassette {self.path} for {request.method} {target(uri)}"
+            f" {_short(body)}"
+        ]
+        closest = self.cassette.closest(request.method, uri, body)
+        if closest is None:
+            lines.append("the cassette has no requests with this method at all")
+        else:
+            path = target(uri).split("?")[0]
+            found = differences(
+                normal_body(path, closest.request_body), normal_body(path, body)
+            ) or ["the same request, but every recorded answer to it has been replayed"]
+            lines.append(
+                f"closest recorded request: {closest.method} {target(closest.uri)}, differing in"
+            )
+            lines.extend(f"  {line}" for line in found[:10])
+        lines.append(
+            "record it with --llm-record-mode new_episodes (adds to this cassette), once (for a "
+            "cassette that does not exist yet) or rewrite (records the test afresh)"
+        )
+        return CassetteMismatchError("\n".join(lines))
+
+    def handle(self, transport: Any, request: Any, send: Any, hx: ModuleType = httpx) -> Any:
+        __tracebackhide__ = True
+        uri = self.scrub.uri(str(request.url))
+        found = self._find(request, uri)
+        if found is not None:
+            return self._replay(found, request, hx)
+        if not self.records:
+            raise self._refuse(request, uri)
+        began = perf_counter()
+        response = send(transport, request)
+        entry = self._entry(request, uri, response, perf_counter() - began)
+        stream = _streams(hx).Recording(response.stream, began, entry, self.cassette, hx)
+        return _respond(response, stream, request, hx)
+
+    async def handle_async(
+        self, transport: Any, request: Any, send: Any, hx: ModuleType = httpx
+    ) -> Any:
+        __tracebackhide__ = True
+        uri = self.scrub.uri(str(request.url))
+        found = self._find(request, uri)
+        if found is not None:
+            return await self._replay_async(found, request, hx)
+        if not self.records:
+            raise self._refuse(request, uri)
+        began = perf_counter()
+        response = await send(transport, request)
+        entry = self._entry(request, uri, response, perf_counter() - began)
+        stream = _streams(hx).AsyncRecording(response.stream, began, entry, self.cassette, hx)
+        return _respond(response, stream, request, hx)
+
+    def _entry(self, request: Any, uri: str, response: Any, headers_at: float) -> Interaction:
+        body = request.content
+        return Interaction(
+            method=request.method,
+            uri=uri,
+            request_headers=self.scrub.headers(request.headers.multi_items()),
+            request_body=body.decode("utf-8", errors="replace") if body else None,
+            status=response.status_code,
+            reason=response.reason_phrase,
+            headers=self.scrub.headers(response.headers.multi_items(), response=True),
+            body=b"",
+            headers_at=headers_at,
+        )
+
+    # --- replay -------------------------------------------------------------------------
+
+    def _replay(self, found: Interaction, request: Any, hx: ModuleType) -> Any:
+        began = perf_counter()
+        self.replayed.append(found)
+        read = _read_limit(request)
+        wait = found.headers_at * self.timing
+        if read is not None and wait > read:
+            time.sleep(read)
+            raise hx.ReadTimeout("replayed: no answer within the read timeout", request=request)
+        _sleep_until(began + wait)
+        stream = _streams(hx).Replay(found, began, self.timing, request, hx)
+        return _build(found, stream, request, hx)
+
+    async def _replay_async(self, found: Interaction, request: Any, hx: ModuleType) -> Any:
+        began = perf_counter()
+        self.replayed.append(found)
+        read = _read_limit(request)
+        wait = found.headers_at * self.timing
+        if read is not None and wait > read:
+            await asyncio.sleep(read)
+            raise hx.ReadTimeout("replayed: no answer within the read timeout", request=request)
+        await asyncio.sleep(max(0.0, began + wait - perf_counter()))
+        stream = _streams(hx).AsyncReplay(found, began, self.timing, request, hx)
+        return _build(found, stream, request, hx)
+
+
+def _short(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _read_limit(request: Any) -> float | None:
+    timeouts = request.extensions.get("timeout") or {}
+    value = timeouts.get("read")
+    return float(value) if value is not None else None
+
+
+def _sleep_until(moment: float) -> None:
+    wait = moment - perf_counter()
+    if wait > 0:
+        time.sleep(wait)
+
+
+def _build(found: Interaction, stream: Any, request: Any, hx: ModuleType) -> Any:
+    headers = [(name, value) for name, values in found.headers.items() for value in values]
+    return hx.Response(
+        found.status,
+        headers=headers,
+        stream=stream,
+        request=request,
+        extensions={"reason_phrase": found.reason.encode(), "llmperf_replayed": True},
+    )
+
+
+def _respond(response: Any, stream: Any, request: Any, hx: ModuleType) -> Any:
+    return hx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=stream,
+        request=request,
+        extensions=response.extensions,
+    )
+
+
+# --- the streams ----------------------------------------------------------------------------
+
+
+def _finish(entry: Interaction, parts: list[bytes], cassette: Cassette, error: str | None) -> None:
+    entry.body = b"".join(parts)
+    entry.error = error
+    entry.stats = _stats(entry.body)
+    cassette.record(entry)
+
+
+def _stats(body: bytes) -> dict[str, Any] | None:
+    """The statistics in the last JSON line of an Ollama answer, if it has them."""
+    import json
+
+    for line in reversed(body.splitlines()):
+        try:
+            last = json.loads(line)
+        except ValueError:
+            return None
+        if isinstance(last, dict) and last.get("done"):
+            keys = (
+                "total_duration",
+                "load_duration",
+                "prompt_eval_count",
+                "prompt_eval_duration",
+                "eval_count",
+                "eval_duration",
+            )
+            return {k: last[k] for k in keys if k in last} or None
+        return None
+    return None
+
+
+class _RecordingBase:
+    """Passes the server's chunks on as they come, keeping a copy with their arrival time."""
+
+    def __init__(
+        self, inner: Any, began: float, entry: Interaction, cassette: Cassette, hx: ModuleType
+    ) -> None:
+        self.inner = inner
+        self.began = began
+        self.entry = entry
+        self.cassette = cassette
+        self.hx = hx
+        self.parts: list[bytes] = []
+        self.done = False
+
+    def _keep(self, part: bytes) -> bytes:
+        self.entry.chunks.append((perf_counter() - self.began, len(part)))
+        self.parts.append(part)
+        return part
+
+    def _close(self, error: str | None) -> None:
+        if not self.done:
+            self.done = True
+            _finish(self.entry, self.parts, self.cassette, error)
+
+    def _closing_error(self) -> str | None:
+        return None if not self.parts or self.done else "closed by the client"
+
+
+class _Recording(_RecordingBase):
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for part in self.inner:
+                yield self._keep(part)
+        except self.hx.TransportError as exc:
+            self._close(f"{type(exc).__name__}: {exc}")
+            raise
+        self._close(None)
+
+    def close(self) -> None:
+        self._close(self._closing_error())
+        self.inner.close()
+
+
+class _AsyncRecording(_RecordingBase):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for part in self.inner:
+                yield self._keep(part)
+        except self.hx.TransportError as exc:
+            self._close(f"{type(exc).__name__}: {exc}")
+            raise
+        self._close(None)
+
+    async def aclose(self) -> None:
+        self._close(self._closing_error())
+        await self.inner.aclose()
+
+
+def _error(found: Interaction, request: Any, hx: ModuleType) -> Exception:
+    name, _, message = (found.error or "").partition(": ")
+    kind = getattr(hx, name, None)
+    if isinstance(kind, type) and issubclass(kind, hx.TransportError):
+        return kind(f"replayed: {message}", request=request)  # type: ignore[no-any-return]
+    return hx.RemoteProtocolError(  # type: ignore[no-any-return]
+        f"replayed: {found.error}", request=request
+    )
+
+
+class _ReplayBase:
+    """The recorded chunks, at their recorded offsets times ``factor``."""
+
+    def __init__(
+        self, found: Interaction, began: float, factor: float, request: Any, hx: ModuleType
+    ) -> None:
+        self.found = found
+        self.began = began
+        self.factor = factor
+        self.request = request
+        self.hx = hx
+
+    def _late(self, due: float, last: float) -> float | None:
+        """How long to wait before a timeout, if the next chunk comes after the read limit."""
+        read = _read_limit(self.request)
+        return read if read is not None and due - last > read else None
+
+    def _timeout(self) -> Exception:
+        return self.hx.ReadTimeout(  # type: ignore[no-any-return]
+            "replayed: no chunk within the read timeout", request=self.request
+        )
+
+    def _ending(self) -> Exception | None:
+        if self.found.error and self.found.error != "closed by the client":
+            return _error(self.found, self.request, self.hx)
+        return None
+
+
+class _Replay(_ReplayBase):
+    def __iter__(self) -> Iterator[bytes]:
+        last = perf_counter()
+        for offset, part in self.found.pieces():
+            if self.factor:
+                due = self.began + offset * self.factor
+                late = self._late(due, last)
+                if late is not None:
+                    _sleep_until(last + late)
+                    raise self._timeout()
+                _sleep_until(due)
+                last = perf_counter()
+            yield part
+        ending = self._ending()
+        if ending is not None:
+            raise ending
+
+    def close(self) -> None:
+        pass
+
+
+class _AsyncReplay(_ReplayBase):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        last = perf_counter()
+        for offset, part in self.found.pieces():
+            if self.factor:
+                due = self.began + offset * self.factor
+                late = self._late(due, last)
+                if late is not None:
+                    await asyncio.sleep(max(0.0, last + late - perf_counter()))
+                    raise self._timeout()
+                await asyncio.sleep(max(0.0, due - perf_counter()))
+                last = perf_counter()
+            yield part
+        ending = self._ending()
+        if ending is not None:
+            raise ending
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _Streams:
+    """The stream classes for one httpx-like module (its Response checks their base)."""
+
+    def __init__(self, hx: ModuleType) -> None:
+        self.Recording = type("Recording", (_Recording, hx.SyncByteStream), {})
+        self.AsyncRecording = type("AsyncRecording", (_AsyncRecording, hx.AsyncByteStream), {})
+        self.Replay = type("Replay", (_Replay, hx.SyncByteStream), {})
+        self.AsyncReplay = type("AsyncReplay", (_AsyncReplay, hx.AsyncByteStream), {})
+
+
+@functools.cache
+def _streams(hx: ModuleType) -> _Streams:
+    return _Streams(hx)

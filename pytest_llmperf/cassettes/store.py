@@ -1,0 +1,244 @@
+"""Cassette files: vcrpy's format, with the timing of every chunk in fields vcrpy ignores.
+
+A cassette is ``{"version": 1, "interactions": [{"request": ..., "response": ...}]}`` as
+vcrpy writes it (YAML by default, JSON for ``.json`` files), through vcrpy's own
+serializers, so vcrpy can read ours. Each response also has an ``llmperf`` table:
+``headers_at`` (seconds from the start of the request to the response headers),
+``chunks`` (``[offset_s, bytes]`` for every piece of the body as it arrived), ``stats``
+(the server's statistics from the last line of an Ollama stream, in nanoseconds as sent),
+and ``error`` when the connection broke before the end.
+
+Files are written to a temporary file next to the cassette and moved over it in one step,
+so a run killed while writing leaves the old cassette whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_llmperf.cassettes.matching import key, normal_body
+from pytest_llmperf.errors import ConfigurationError
+
+FORMAT_VERSION = 1
+
+
+class CassetteError(ConfigurationError):
+    """A cassette file that cannot be read or written."""
+
+
+@dataclass
+class Interaction:
+    """One request and its response, with the response's timing."""
+
+    method: str
+    uri: str
+    request_headers: dict[str, list[str]]
+    request_body: str | None
+    status: int
+    reason: str
+    headers: dict[str, list[str]]
+    body: bytes
+    headers_at: float = 0.0
+    chunks: list[tuple[float, int]] = field(default_factory=list)
+    stats: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return key(self.method, self.uri, self.request_body)
+
+    def pieces(self) -> list[tuple[float, bytes]]:
+        """The body cut back into the chunks that arrived, each with its offset."""
+        out, start = [], 0
+        for offset, size in self.chunks or [(self.headers_at, len(self.body))]:
+            out.append((offset, self.body[start : start + size]))
+            start += size
+        if start < len(self.body):  # a body edited by hand: hand out the rest at the end
+            out.append((out[-1][0] if out else self.headers_at, self.body[start:]))
+        return out
+
+    def to_vcr(self) -> dict[str, Any]:
+        try:
+            body: str | bytes = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            body = self.body
+        timing: dict[str, Any] = {
+            "headers_at": round(self.headers_at, 6),
+            "chunks": [[round(offset, 6), size] for offset, size in self.chunks],
+        }
+        if self.stats:
+            timing["stats"] = self.stats
+        if self.error:
+            timing["error"] = self.error
+        return {
+            "request": {
+                "method": self.method,
+                "uri": self.uri,
+                "body": self.request_body,
+                "headers": self.request_headers,
+            },
+            "response": {
+                "status": {"code": self.status, "message": self.reason},
+                "headers": self.headers,
+                "body": {"string": body},
+                "llmperf": timing,
+            },
+        }
+
+    @classmethod
+    def from_vcr(cls, data: dict[str, Any]) -> Interaction:
+        request, response = data["request"], data["response"]
+        body = (response.get("body") or {}).get("string") or b""
+        timing = response.get("llmperf") or {}
+        request_body = request.get("body")
+        if isinstance(request_body, bytes):
+            request_body = request_body.decode("utf-8", errors="replace")
+        return cls(
+            method=str(request["method"]).upper(),
+            uri=str(request["uri"]),
+            request_headers=dict(request.get("headers") or {}),
+            request_body=request_body,
+            status=int(response["status"]["code"]),
+            reason=str(response["status"].get("message", "")),
+            headers=dict(response.get("headers") or {}),
+            body=body.encode("utf-8") if isinstance(body, str) else bytes(body),
+            headers_at=float(timing.get("headers_at", 0.0)),
+            chunks=[(float(offset), int(size)) for offset, size in timing.get("chunks", [])],
+            stats=timing.get("stats"),
+            error=timing.get("error"),
+        )
+
+
+class Cassette:
+    """The interactions of one cassette file, indexed by matching key.
+
+    Identical requests replay in the order they were recorded; finding the answer costs the
+    same whatever the number of interactions.
+    """
+
+    def __init__(self, path: Path, interactions: Iterable[Interaction] = ()) -> None:
+        self.path = path
+        self.interactions: list[Interaction] = []
+        self.new: list[Interaction] = []
+        self._index: dict[str, list[int]] = {}
+        self._played: dict[str, int] = {}
+        self._lock = threading.Lock()
+        for interaction in interactions:
+            self._add(interaction)
+
+    def _add(self, interaction: Interaction) -> None:
+        self._index.setdefault(interaction.key, []).append(len(self.interactions))
+        self.interactions.append(interaction)
+
+    @classmethod
+    def load(cls, path: Path) -> Cassette:
+        """The cassette at ``path`` (empty if the file does not exist)."""
+        if not path.exists():
+            return cls(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = _serializer(path).deserialize(text)
+            interactions = [Interaction.from_vcr(item) for item in data["interactions"]]
+        except Exception as exc:
+            raise CassetteError(
+                f"cannot read cassette {path}: {type(exc).__name__}: {exc}. It is left as it "
+                "is; fix or delete it, or record it again with --llm-record-mode rewrite"
+            ) from None
+        return cls(path, interactions)
+
+    def play(self, method: str, uri: str, body: bytes | str | None) -> Interaction | None:
+        """The next unplayed interaction recorded for this request, if any."""
+        wanted = key(method, uri, body)
+        with self._lock:
+            found = self._index.get(wanted)
+            if not found:
+                return None
+            played = self._played.get(wanted, 0)
+            if played >= len(found):
+                return None
+            self._played[wanted] = played + 1
+            return self.interactions[found[played]]
+
+    def record(self, interaction: Interaction) -> None:
+        with self._lock:
+            self._add(interaction)
+            self.new.append(interaction)
+
+    @property
+    def played(self) -> int:
+        return sum(self._played.values())
+
+    def closest(self, method: str, uri: str, body: bytes | str | None) -> Interaction | None:
+        """The recorded request most like this one: same method and path, fewest differences."""
+        from pytest_llmperf.cassettes.matching import differences, target
+
+        path = target(uri)
+        candidates = [i for i in self.interactions if i.method == method.upper()]
+        same_path = [i for i in candidates if target(i.uri) == path] or candidates
+        if not same_path:
+            return None
+        wanted = normal_body(path.split("?")[0], body)
+
+        def distance(item: Interaction) -> int:
+            return len(differences(normal_body(path.split("?")[0], item.request_body), wanted))
+
+        return min(same_path, key=distance)
+
+    def save(self, interactions: list[Interaction] | None = None) -> None:
+        """Write ``interactions`` (default: all) atomically: temporary file, then rename."""
+        chosen = self.interactions if interactions is None else interactions
+        data = {"version": FORMAT_VERSION, "interactions": [i.to_vcr() for i in chosen]}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            text = _serializer(self.path).serialize(data)
+            handle, temporary = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+            )
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            raise CassetteError(
+                f"cannot write cassette {self.path}: {exc.strerror or exc}; the recorded "
+                "interactions are lost but any old cassette is intact. Check the folder "
+                "(llm_cassette_dir) is writable"
+            ) from None
+
+
+def _serializer(path: Path) -> Any:
+    if path.suffix == ".json":
+        return _Json
+    from vcr.serializers import yamlserializer
+
+    return yamlserializer
+
+
+class _Json:
+    """vcrpy's JSON layout, written compactly but readably (one interaction a line)."""
+
+    @staticmethod
+    def deserialize(text: str) -> Any:
+        return json.loads(text)
+
+    @staticmethod
+    def serialize(data: dict[str, Any]) -> str:
+        def plain(value: Any) -> Any:
+            if isinstance(value, bytes):
+                return value.decode("utf-8", errors="replace")
+            raise TypeError(f"cannot write {type(value).__name__} to a JSON cassette")
+
+        lines = [json.dumps(i, default=plain, ensure_ascii=False) for i in data["interactions"]]
+        return (
+            '{"version": '
+            + str(data["version"])
+            + ', "interactions": [\n'
+            + ",\n".join(lines)
+            + "\n]}\n"
+        )

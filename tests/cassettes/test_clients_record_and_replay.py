@@ -1,0 +1,149 @@
+"""Every httpx-based client records a stream from the emulator and replays it offline."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import ollama
+import openai
+import pytest
+from conftest import MODEL
+
+from pytest_llmperf import AsyncOllamaClient, EmulatorServer, OllamaClient
+from pytest_llmperf.cassettes import CassetteSession, patched
+
+Timed = tuple[list[str], list[float]]
+
+
+def official_sync(url: str) -> Timed:
+    with ollama.Client(host=url) as client:
+        began = time.perf_counter()
+        stream = client.generate(MODEL, "hi", stream=True)
+        return timed(began, lambda: (c.response for c in stream))
+
+
+def official_async(url: str) -> Timed:
+    async def run() -> Timed:
+        async with ollama.AsyncClient(host=url) as client:
+            began = time.perf_counter()
+            stream = await client.generate(MODEL, "hi", stream=True)
+            return await atimed(began, stream, lambda c: c.response)
+
+    return asyncio.run(run())
+
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def openai_sync(url: str) -> Timed:
+    with openai.OpenAI(base_url=url + "/v1", api_key="not-a-secret", max_retries=0) as client:
+        began = time.perf_counter()
+        stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+        return timed(began, lambda: (c.choices[0].delta.content or "" for c in stream if c.choices))
+
+
+def openai_async(url: str) -> Timed:
+    async def run() -> Timed:
+        async with openai.AsyncOpenAI(
+            base_url=url + "/v1", api_key="not-a-secret", max_retries=0
+        ) as client:
+            began = time.perf_counter()
+            stream = await client.chat.completions.create(
+                model=MODEL, messages=MESSAGES, stream=True
+            )
+            return await atimed(
+                began, stream, lambda c: c.choices[0].delta.content or "" if c.choices else ""
+            )
+
+    return asyncio.run(run())
+
+
+def ours_sync(url: str) -> Timed:
+    with OllamaClient(url, cache=None) as client:
+        began = time.perf_counter()
+        return timed(began, lambda: (c.response for c in client.generate(MODEL, "hi", stream=True)))
+
+
+def ours_async(url: str) -> Timed:
+    async def run() -> Timed:
+        async with AsyncOllamaClient(url, cache=None) as client:
+            began = time.perf_counter()
+            stream = await client.generate(MODEL, "hi", stream=True)
+            return await atimed(began, stream, lambda c: c.response)
+
+    return asyncio.run(run())
+
+
+def timed(began: float, pieces: Callable[[], Any]) -> Timed:
+    texts, offsets = [], []
+    for text in pieces():
+        texts.append(text)
+        offsets.append(time.perf_counter() - began)
+    return texts, offsets
+
+
+async def atimed(began: float, stream: Any, text: Callable[[Any], str]) -> Timed:
+    texts, offsets = [], []
+    async for chunk in stream:
+        texts.append(text(chunk))
+        offsets.append(time.perf_counter() - began)
+    return texts, offsets
+
+
+CLIENTS = {
+    "ollama-sync": official_sync,
+    "ollama-async": official_async,
+    "openai-sync": openai_sync,
+    "openai-async": openai_async,
+    "ours-sync": ours_sync,
+    "ours-async": ours_async,
+}
+
+
+def first_text(result: Timed) -> float:
+    return next(offset for text, offset in zip(*result, strict=True) if text)
+
+
+@pytest.fixture
+def no_gc_pauses() -> Iterator[None]:
+    """A collection of this large process can pause a timed stream for ~10 ms: not ours."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
+
+
+@pytest.mark.usefixtures("no_gc_pauses")
+@pytest.mark.parametrize("name", CLIENTS)
+def test_record_then_replay_with_the_server_stopped(
+    name: str, paced: EmulatorServer, cassette_path: Path
+) -> None:
+    run = CLIENTS[name]
+    url = paced.url
+    live = run(url)  # warm connections and code paths, then measure
+    live = run(url)
+    with patched(CassetteSession(cassette_path, "once")) as recording:
+        recorded = run(url)
+    recording.save(passed=True)
+    paced.stop()
+
+    # recording does not change what the client sees, or when
+    assert recorded[0] == live[0]
+    assert first_text(recorded) == pytest.approx(first_text(live), rel=0.10)
+
+    with patched(CassetteSession(cassette_path, "none", timing=1.0)) as replaying:
+        replayed = run(url)
+    assert replayed[0] == recorded[0]
+    assert len(replaying.replayed) == 1
+    gaps = [abs(a - b) for a, b in zip(replayed[1], recorded[1], strict=True)]
+    assert max(gaps) < 0.010
+
+    with patched(CassetteSession(cassette_path, "none", timing=0.0)):
+        instant = run(url)
+    assert instant[0] == recorded[0]
+    assert instant[1][-1] < recorded[1][-1] / 2
