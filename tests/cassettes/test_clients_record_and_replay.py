@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import ollama
 import openai
 import pytest
-from conftest import MODEL
+from paced_model import MODEL
 
 from pytest_llmperf import AsyncOllamaClient, EmulatorServer, OllamaClient
 from pytest_llmperf.cassettes import CassetteSession, patched
@@ -64,14 +65,18 @@ def openai_async(url: str) -> Timed:
 
 
 def ours_sync(url: str) -> Timed:
-    with OllamaClient(url, cache=None) as client:
+    # an httpx client made before the clock starts, as the official clients' are
+    with httpx.Client() as http, OllamaClient(url, cache=None, http=http) as client:
         began = time.perf_counter()
         return timed(began, lambda: (c.response for c in client.generate(MODEL, "hi", stream=True)))
 
 
 def ours_async(url: str) -> Timed:
     async def run() -> Timed:
-        async with AsyncOllamaClient(url, cache=None) as client:
+        async with (
+            httpx.AsyncClient() as http,
+            AsyncOllamaClient(url, cache=None, http=http) as client,
+        ):
             began = time.perf_counter()
             stream = await client.generate(MODEL, "hi", stream=True)
             return await atimed(began, stream, lambda c: c.response)

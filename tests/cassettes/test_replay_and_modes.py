@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import MODEL
+from paced_model import MODEL
 
 from pytest_llmperf import EmulatorServer, Limits, LLMTimeoutError, OllamaClient
 from pytest_llmperf.cassettes import (
