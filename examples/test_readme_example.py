@@ -25,3 +25,10 @@ def test_answers_from_the_fast_tier(ollama_client, llm_calls):
 def test_one_test_with_its_own_settings(ollama_client, llm_calls):
     ollama_client.generate(tier="fast", prompt="Hi", options={"seed": 1})
     assert llm_calls[0].model == "llama3.2:3b" and llm_calls[0].cache == "off"
+
+
+@pytest.mark.llm_cassette
+def test_chat_replays_offline(ollama_client, llm_cassette):
+    answer = ollama_client.chat(tier="fast", messages=[{"role": "user", "content": "Hi!"}])
+    assert answer.message.content
+    assert len(llm_cassette.replayed) + len(llm_cassette.recorded) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pytest_llmperf.cache import CacheStats, ResponseCache
+from pytest_llmperf.cassettes import CassetteError, CassetteMismatchError, CassetteSession
 from pytest_llmperf.client import Answer, AsyncOllamaClient, OllamaClient, Outcome
 from pytest_llmperf.emulator import EmulatorApp, EmulatorServer, load_catalogue
 from pytest_llmperf.errors import (
@@ -31,6 +32,9 @@ __all__ = [
     "AsyncOllamaClient",
     "CacheStats",
     "CallRecord",
+    "CassetteError",
+    "CassetteMismatchError",
+    "CassetteSession",
     "ConfigurationError",
     "EmulatorApp",
     "EmulatorServer",

@@ -207,6 +207,7 @@ class Cassette:
             )
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 out.write(text)
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; cassettes are not
             os.replace(temporary, self.path)
         except OSError as exc:
             raise CassetteError(
@@ -214,6 +215,12 @@ class Cassette:
                 "interactions are lost but any old cassette is intact. Check the folder "
                 "(llm_cassette_dir) is writable"
             ) from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _serializer(path: Path) -> Any:
