@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from typing import Any
 import httpx
 
 from pytest_llmperf.cassettes.matching import differences, normal_body, target
-from pytest_llmperf.cassettes.scrub import Scrubber
+from pytest_llmperf.cassettes.scrub import SCRUBBED, Scrubber
 from pytest_llmperf.cassettes.store import Cassette, Interaction
 from pytest_llmperf.errors import LLMPerfError
 
@@ -56,7 +57,12 @@ def _modules() -> list[ModuleType]:
 
 @contextmanager
 def patched(session: CassetteSession) -> Iterator[CassetteSession]:
-    """Route every httpx (and httpx2) transport in the process through ``session``."""
+    """Route every httpx (and httpx2) transport in the process through ``session``.
+
+    Clients on other HTTP libraries (``requests``, ``urllib``, ``aiohttp``, ...) go through
+    vcrpy's own patches at the same time, to a vcrpy cassette beside ours (see
+    :meth:`CassetteSession.foreign`); vcrpy leaves httpx to us.
+    """
     saved = []
     for hx in _modules():
         sync_send = hx.HTTPTransport.handle_request
@@ -65,7 +71,8 @@ def patched(session: CassetteSession) -> Iterator[CassetteSession]:
         hx.HTTPTransport.handle_request = _sync_handler(session, sync_send, hx)
         hx.AsyncHTTPTransport.handle_async_request = _async_handler(session, async_send, hx)
     try:
-        yield session
+        with session.foreign():
+            yield session
     finally:
         for hx, sync_send, async_send in saved:
             hx.HTTPTransport.handle_request = sync_send
@@ -142,11 +149,62 @@ class CassetteSession:
 
     def save(self, passed: bool) -> None:
         """Write what was recorded: ``rewrite`` only after a passing test."""
+        self._settle_foreign(passed)
         if not self.cassette.new:
             return
         if self.mode == "rewrite" and not passed:
             return
         self.cassette.save()
+
+    # --- traffic of other HTTP libraries, through vcrpy --------------------------------
+
+    @property
+    def foreign_path(self) -> Path:
+        """vcrpy's cassette for clients that are not httpx: ``NAME.other.yaml`` beside ours."""
+        return self.path.with_name(f"{self.path.stem}.other{self.path.suffix}")
+
+    def _foreign_target(self) -> Path:
+        # rewrite records into a scratch file, moved over the cassette only after a pass
+        if self.mode == "rewrite":
+            return self.foreign_path.with_name(f".{self.foreign_path.name}.rewrite")
+        return self.foreign_path
+
+    def foreign(self) -> Any:
+        """vcrpy's patches for every HTTP library but httpx, on :attr:`foreign_path`."""
+        import vcr
+
+        scrubbed = sorted(self.scrub.request_headers)
+        recorder = vcr.VCR(
+            serializer="json" if self.path.suffix == ".json" else "yaml",
+            record_mode={"rewrite": "all"}.get(self.mode, self.mode),
+            match_on=["method", "path", "query", "body"],
+            filter_headers=[(name, SCRUBBED) for name in scrubbed],
+            before_record_request=self._scrub_foreign_request,
+            before_record_response=self._scrub_foreign_response,
+            skip_patchers=list(HTTPX_MODULES),
+            decode_compressed_response=False,
+        )
+        return recorder.use_cassette(str(self._foreign_target()))
+
+    def _scrub_foreign_request(self, request: Any) -> Any:
+        request.uri = self.scrub.uri(request.uri)
+        return request
+
+    def _scrub_foreign_response(self, response: dict[str, Any]) -> dict[str, Any]:
+        headers = response.get("headers") or {}
+        for name in list(headers):
+            if name.lower() in self.scrub.response_headers:
+                headers[name] = [SCRUBBED]
+        return response
+
+    def _settle_foreign(self, passed: bool) -> None:
+        scratch = self._foreign_target()
+        if scratch == self.foreign_path or not scratch.exists():
+            return
+        if passed:
+            os.replace(scratch, self.foreign_path)
+        else:
+            scratch.unlink()
 
     # --- one request ----------------------------------------------------------------------
 
