@@ -32,3 +32,8 @@ def test_chat_replays_offline(ollama_client, llm_cassette):
     answer = ollama_client.chat(tier="fast", messages=[{"role": "user", "content": "Hi!"}])
     assert answer.message.content
     assert len(llm_cassette.replayed) + len(llm_cassette.recorded) == 1
+
+
+@pytest.mark.llm_budget(total=5.0, ttft=2.0, calls=2)
+def test_answers_within_budget(ollama_client):
+    ollama_client.generate(tier="fast", prompt="One word for blue?")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pytest_llmperf.budget import Budget
 from pytest_llmperf.cache import CacheStats, ResponseCache
 from pytest_llmperf.cassettes import CassetteError, CassetteMismatchError, CassetteSession
 from pytest_llmperf.client import Answer, AsyncOllamaClient, OllamaClient, Outcome
@@ -9,6 +10,7 @@ from pytest_llmperf.emulator import EmulatorApp, EmulatorServer, load_catalogue
 from pytest_llmperf.errors import (
     ConfigurationError,
     FaultSpecError,
+    LLMBudgetWarning,
     LLMConnectError,
     LLMError,
     LLMPerfError,
@@ -30,6 +32,7 @@ __all__ = [
     "AdaptiveTimeouts",
     "Answer",
     "AsyncOllamaClient",
+    "Budget",
     "CacheStats",
     "CallRecord",
     "CassetteError",
@@ -41,6 +44,7 @@ __all__ = [
     "FaultSpecError",
     "GapSummary",
     "HostPool",
+    "LLMBudgetWarning",
     "LLMConnectError",
     "LLMError",
     "LLMPerfError",

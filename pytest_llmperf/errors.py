@@ -13,6 +13,8 @@
         ├── LLMStreamError        the server sent an error line in the middle of a stream
         └── LLMTimeoutError       a phase ran out of time (also a TimeoutError)
 
+``LLMBudgetWarning`` (a ``UserWarning``) reports a budget violation in ``warn`` mode.
+
 Every message says what happened, what was configured, and how to go on.
 """
 
@@ -90,3 +92,7 @@ class LLMTimeoutError(LLMError, TimeoutError):
         self.phase = phase
         self.limit = limit
         self.elapsed = elapsed
+
+
+class LLMBudgetWarning(UserWarning):
+    """A test's LLM calls went past their budget, in ``warn`` mode."""

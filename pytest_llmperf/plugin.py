@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import pytest
 
+from pytest_llmperf import budget as _budget
 from pytest_llmperf import settings as _settings
 from pytest_llmperf.cache import ResponseCache
 from pytest_llmperf.cassettes import CassetteError, CassetteSession, patched
@@ -14,7 +15,7 @@ from pytest_llmperf.cassettes import for_pytest as _cassettes
 from pytest_llmperf.client import AsyncOllamaClient, OllamaClient
 from pytest_llmperf.emulator.runner import start_emulator
 from pytest_llmperf.emulator.server import EmulatorServer
-from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.errors import ConfigurationError, LLMBudgetWarning
 from pytest_llmperf.records import Recorder, RecordRouter
 from pytest_llmperf.runtime import Runtime
 
@@ -24,6 +25,7 @@ RUNTIME_KEY = pytest.StashKey[Runtime]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 PASSED_KEY = pytest.StashKey[bool]()
 SETTINGS_MARKER = "llm_settings"
+BUDGET_MARKER = "llm_budget"
 ClientT = TypeVar("ClientT")
 
 
@@ -42,6 +44,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        f"{BUDGET_MARKER}(*, total=None, ttft=None, tokens_per_s=None, calls=None, tokens=None, "
+        "wall=None, p50=None, p95=None, p99=None, mode=None): fail this test when its LLM "
+        "calls go past these limits (seconds, tokens/s, counts)",
+    )
+    config.addinivalue_line(
+        "markers",
         f"{_cassettes.MARKER}(name=None, *, record_mode=None, timing=None): record this test's "
         "LLM traffic to a cassette, or replay it from one",
     )
@@ -55,6 +63,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             pytest.fail(f"{where}: give settings as keywords, e.g. cache='off'", pytrace=False)
         try:
             _settings.with_marker(_settings.Settings(), marker.kwargs, where)
+        except ValueError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    for marker in metafunc.definition.iter_markers(BUDGET_MARKER):
+        where = f"marker {BUDGET_MARKER} on {metafunc.definition.nodeid}"
+        try:
+            _budget.Budget.from_marker(marker.args, marker.kwargs, where)
         except ValueError as exc:
             pytest.fail(str(exc), pytrace=False)
     for marker in metafunc.definition.iter_markers(_cassettes.MARKER):
@@ -84,6 +98,31 @@ def pytest_runtest_makereport(
     if report.when == "call":
         item.stash[PASSED_KEY] = report.passed
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """After the test body: judge its calls against its budget."""
+    yield
+    settings = item.config.stash[SETTINGS_KEY]
+    budget = _budget.Budget()
+    for marker in reversed(list(item.iter_markers(BUDGET_MARKER))):
+        budget = _budget.Budget.from_marker(marker.args, marker.kwargs, item.nodeid).over(budget)
+    mode = budget.mode or settings.budget_mode
+    tiers = _budget.suite_budgets(settings.budgets)
+    if mode == "off" or (budget.empty and not tiers):
+        return
+    records = item.stash[RECORDER_KEY].records
+    violations = _budget.judge(budget, records, tiers)
+    if not violations:
+        return
+    message = _budget.verdict(item.nodeid, violations, records)
+    if mode == "warn":
+        import warnings
+
+        warnings.warn(LLMBudgetWarning(message), stacklevel=1)
+    else:
+        pytest.fail(message, pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -42,6 +42,8 @@ class Settings:
     cassette_dir: str = "cassettes"
     scrub_headers: tuple[str, ...] = ()
     scrub_query: tuple[str, ...] = ()
+    budget_mode: str = "enforce"
+    budgets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,13 @@ def _timing(value: str) -> str:
     return value
 
 
+def _budget_line(value: str) -> str:
+    from pytest_llmperf.budget import suite_budgets
+
+    suite_budgets([value])
+    return value.strip()
+
+
 def _switch(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -155,7 +164,7 @@ def _count(least: int) -> Callable[[str], int]:
     return parse
 
 
-OPTIONS = (
+OPTIONS: tuple[Option, ...] = (
     Option(
         "emulator_profiles",
         "--llm-emulator-profiles",
@@ -342,6 +351,27 @@ OPTIONS = (
         "a query parameter whose value never reaches a cassette, beyond key-like names",
         str,
         "NAME",
+        multiple=True,
+    ),
+)
+OPTIONS += (
+    Option(
+        "budget_mode",
+        "--llm-budget-mode",
+        "llm_budget_mode",
+        "LLMPERF_BUDGET_MODE",
+        "enforce (a budget violation fails the test, default), warn, or off",
+        _choice("enforce", "warn", "off"),
+        "MODE",
+    ),
+    Option(
+        "budgets",
+        "--llm-budget",
+        "llm_budgets",
+        "LLMPERF_BUDGETS",
+        "a tier's budget for every test, as 'fast: total=2 ttft=0.5' ('*' for every tier)",
+        _budget_line,
+        "SPEC",
         multiple=True,
     ),
 )

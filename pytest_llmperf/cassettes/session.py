@@ -16,6 +16,7 @@ client, the ``openai`` client, LangChain's and ours are all covered, sync and as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import os
@@ -95,6 +96,13 @@ def _async_handler(session: CassetteSession, send: Any, hx: ModuleType) -> Any:
     return handle_async_request
 
 
+def foreign_supported() -> bool:
+    """Whether vcrpy can leave httpx alone (``skip_patchers``, vcrpy 9.4.2 and later)."""
+    import vcr.patch
+
+    return hasattr(vcr.patch, "validate_skip_patchers")
+
+
 def parse_timing(value: str) -> float:
     """``instant`` → 0, ``recorded`` → 1, or a speed factor (0.5: half the recorded waits)."""
     if value == "instant":
@@ -170,8 +178,15 @@ class CassetteSession:
         return self.foreign_path
 
     def foreign(self) -> Any:
-        """vcrpy's patches for every HTTP library but httpx, on :attr:`foreign_path`."""
+        """vcrpy's patches for every HTTP library but httpx, on :attr:`foreign_path`.
+
+        They need vcrpy 9.4.2 or later (``skip_patchers``, Python 3.11+); with an older
+        vcrpy only httpx clients are covered.
+        """
         import vcr
+
+        if not foreign_supported():
+            return contextlib.nullcontext()
 
         scrubbed = sorted(self.scrub.request_headers)
         recorder = vcr.VCR(

@@ -1,0 +1,289 @@
+"""Latency budgets: what a test's LLM calls may cost, and the verdict on what they did cost.
+
+A :class:`Budget` comes from the ``llm_budget`` marker (keyword arguments only) or from the
+suite's per-tier budgets (``llm_budgets`` ini lines such as ``fast: total=2 ttft=0.5``).
+Per call: ``total`` and ``ttft`` (seconds, at most) and ``tokens_per_s`` (at least). Per
+test: ``calls`` and ``tokens`` (output tokens, at most), ``wall`` (seconds of LLM time
+summed over the calls), and ``p50`` / ``p95`` / ``p99`` (seconds, of the calls' total
+time). ``mode`` is ``enforce`` (a violation fails the test) or ``warn``. Warm-up and
+unload calls are not judged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from pytest_llmperf.records import CallRecord
+from pytest_llmperf.stats import quantile
+
+PER_CALL = ("total", "ttft", "tokens_per_s")
+PER_TEST = ("calls", "tokens", "wall", "p50", "p95", "p99")
+MODES = ("enforce", "warn", "off")
+SECONDS = {"total", "ttft", "wall", "p50", "p95", "p99"}
+COUNTS = {"calls", "tokens"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on a test's LLM calls; ``None`` means no limit."""
+
+    total: float | None = None
+    ttft: float | None = None
+    tokens_per_s: float | None = None
+    calls: int | None = None
+    tokens: int | None = None
+    wall: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    mode: str | None = None
+
+    @classmethod
+    def from_marker(cls, args: Sequence[Any], kwargs: Mapping[str, Any], where: str) -> Budget:
+        """The marker's budget; a wrong name, type or value raises ValueError naming it."""
+        if args:
+            raise ValueError(f"{where}: give budgets as keywords, e.g. llm_budget(total=2.0)")
+        known = [f.name for f in fields(cls)]
+        values: dict[str, Any] = {}
+        for name, value in kwargs.items():
+            if name not in known:
+                raise ValueError(
+                    f"{where}: unknown budget {name!r}; the budgets are {', '.join(known)}"
+                )
+            values[name] = _checked(name, value, where)
+        return cls(**values)
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> Budget:
+        """A budget from ``total=2 ttft=0.5`` (ini lines)."""
+        values: dict[str, Any] = {}
+        for part in text.replace(",", " ").split():
+            name, sep, raw = part.partition("=")
+            if not sep:
+                raise ValueError(f"{where}: cannot read {part!r}: write NAME=VALUE")
+            value: Any = raw
+            if name != "mode":
+                try:
+                    value = float(raw) if name not in COUNTS else int(raw)
+                except ValueError:
+                    raise ValueError(f"{where}: {name}={raw!r} is not a number") from None
+            values[name] = value
+        return cls.from_marker((), values, where)
+
+    def over(self, base: Budget) -> Budget:
+        """This budget with ``base``'s limits where this one sets none."""
+        return replace(
+            base,
+            **{
+                f.name: getattr(self, f.name)
+                for f in fields(self)
+                if getattr(self, f.name) is not None
+            },
+        )
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, name) is None for name in PER_CALL + PER_TEST)
+
+
+def _checked(name: str, value: Any, where: str) -> Any:
+    if name == "mode":
+        if value not in MODES:
+            raise ValueError(f"{where}: mode={value!r}: choose one of {', '.join(MODES)}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "a whole number" if name in COUNTS else "a number of seconds"
+        if name == "tokens_per_s":
+            kind = "a number of tokens per second"
+        raise ValueError(f"{where}: {name}={value!r} must be {kind}")
+    if name in COUNTS and not isinstance(value, int):
+        raise ValueError(f"{where}: {name}={value!r} must be a whole number")
+    if value <= 0 and not (name in COUNTS and value == 0):
+        raise ValueError(f"{where}: {name}={value!r} must be above 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One limit a test's calls went past."""
+
+    budget: str
+    measured: float
+    limit: float
+    call: int | None  # the call's position (1-based) among the judged calls, if per call
+    line: str
+
+
+def judged(records: Iterable[CallRecord]) -> list[CallRecord]:
+    """The calls a budget judges: real calls, not warm-ups or unloads."""
+    return [record for record in records if record.purpose == "call"]
+
+
+def judge(
+    budget: Budget, records: Sequence[CallRecord], tiers: Mapping[str, Budget] | None = None
+) -> list[Violation]:
+    """Every limit ``records`` went past; per-call limits come from ``budget`` over the tier's."""
+    calls = judged(records)
+    found: list[Violation] = []
+    for number, record in enumerate(calls, 1):
+        suite = (tiers.get(record.tier or "") or tiers.get("*")) if tiers else None
+        limits = budget.over(suite) if suite else budget
+        found.extend(_per_call(limits, record, number, len(calls)))
+    found.extend(_per_test(budget, calls))
+    return found
+
+
+def _per_call(budget: Budget, record: CallRecord, number: int, count: int) -> list[Violation]:
+    where = f"call {number} of {count} ({record.route}, {record.model}"
+    where += f", tier {record.tier})" if record.tier else ")"
+    found = []
+    if budget.total is not None and record.total_s > budget.total:
+        found.append(
+            Violation(
+                "total",
+                record.total_s,
+                budget.total,
+                number,
+                f"{where}: total {record.total_s:.3g} s > budget {budget.total:g} s",
+            )
+        )
+    if budget.ttft is not None and record.ttft_s is not None and record.ttft_s > budget.ttft:
+        found.append(
+            Violation(
+                "ttft",
+                record.ttft_s,
+                budget.ttft,
+                number,
+                f"{where}: time to first token {record.ttft_s:.3g} s > budget {budget.ttft:g} s",
+            )
+        )
+    speed = record.tokens_per_s
+    if budget.tokens_per_s is not None and speed is not None and speed < budget.tokens_per_s:
+        found.append(
+            Violation(
+                "tokens_per_s",
+                speed,
+                budget.tokens_per_s,
+                number,
+                f"{where}: {speed:.3g} tokens/s < budget {budget.tokens_per_s:g} tokens/s",
+            )
+        )
+    return found
+
+
+def _per_test(budget: Budget, calls: Sequence[CallRecord]) -> list[Violation]:
+    found = []
+    if budget.calls is not None and len(calls) > budget.calls:
+        found.append(
+            Violation(
+                "calls",
+                len(calls),
+                budget.calls,
+                None,
+                f"{len(calls)} calls > budget {budget.calls} calls",
+            )
+        )
+    tokens = sum(record.output_tokens or 0 for record in calls)
+    if budget.tokens is not None and tokens > budget.tokens:
+        found.append(
+            Violation(
+                "tokens",
+                tokens,
+                budget.tokens,
+                None,
+                f"{tokens} output tokens > budget {budget.tokens} tokens",
+            )
+        )
+    wall = sum(record.total_s for record in calls)
+    if budget.wall is not None and wall > budget.wall:
+        found.append(
+            Violation(
+                "wall", wall, budget.wall, None, f"LLM time {wall:.3g} s > budget {budget.wall:g} s"
+            )
+        )
+    totals = [record.total_s for record in calls]
+    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        limit = getattr(budget, name)
+        if limit is not None and totals:
+            measured = quantile(totals, q)
+            if measured > limit:
+                found.append(
+                    Violation(
+                        name,
+                        measured,
+                        limit,
+                        None,
+                        f"{name} of {len(totals)} calls {measured:.3g} s > budget {limit:g} s",
+                    )
+                )
+    return found
+
+
+def breakdown(record: CallRecord) -> str:
+    """Where a call's time went: load, prompt, generation, the rest, and the cache."""
+    server = record.server
+    parts = []
+    for label, seconds in (
+        ("load", server.load_s),
+        ("prompt", server.prompt_eval_s),
+        ("generation", server.eval_s),
+    ):
+        if seconds is not None:
+            parts.append(f"{label} {seconds:.3g} s")
+    if server.total_s is not None:
+        parts.append(f"queue+network {max(record.total_s - server.total_s, 0.0):.3g} s")
+    parts.append(f"cache {record.cache}")
+    return ", ".join(parts)
+
+
+def hint(violations: Sequence[Violation], records: Sequence[CallRecord]) -> str:
+    """The advice that fits the evidence of the calls that went past their budget."""
+    calls = judged(records)
+    culprits = [calls[v.call - 1] for v in violations if v.call is not None] or calls
+    load = sum(r.server.load_s or 0.0 for r in culprits)
+    total = sum(r.total_s for r in culprits) or 1.0
+    if load / total > 0.5:
+        models = ", ".join(sorted({r.model for r in culprits if r.server.load_s}))
+        return (
+            f"most of the time went to loading {models}: warm it up first (the llm_warm_up "
+            "fixture or client.warm_up()), or use a faster tier"
+        )
+    if any(v.budget == "calls" for v in violations):
+        return "the test makes more calls than budgeted: cache repeated calls or batch them"
+    prompts = [r.route + r.model for r in calls if r.cache in ("bypass", "off")]
+    if len(prompts) != len(set(prompts)):
+        return (
+            "calls to the same model went uncached: give them a seed or temperature 0 so the "
+            "cache can answer repeats, or pass cache=True"
+        )
+    if any(r.tier not in (None, "fast") for r in culprits):
+        return "use a faster tier (tier='fast'), ask for fewer tokens, or raise the budget"
+    return "ask for fewer tokens (num_predict), or raise the budget if this is expected"
+
+
+def verdict(test: str, violations: Sequence[Violation], records: Sequence[CallRecord]) -> str:
+    """The failure message: every violation, each call's breakdown, and a hint."""
+    calls = judged(records)
+    lines = [
+        f"LLM budget exceeded in {test} ({len(violations)} violation"
+        f"{'s' if len(violations) != 1 else ''}):"
+    ]
+    for violation in violations:
+        lines.append(f"  {violation.line}")
+        if violation.call is not None:
+            lines.append(f"    {breakdown(calls[violation.call - 1])}")
+    lines.append(f"hint: {hint(violations, records)}")
+    return "\n".join(lines)
+
+
+def suite_budgets(lines: Iterable[str]) -> dict[str, Budget]:
+    """Per-tier budgets from ``TIER: total=2 ttft=0.5`` lines (``*`` for every tier)."""
+    out = {}
+    for line in lines:
+        tier, sep, text = line.partition(":")
+        if not sep or not tier.strip():
+            raise ValueError(f"cannot read budget {line!r}: write TIER: total=2 ttft=0.5")
+        out[tier.strip()] = Budget.parse(text, f"budget for tier {tier.strip()}")
+    return out
