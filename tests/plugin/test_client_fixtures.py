@@ -139,7 +139,9 @@ def test_a_typo_in_a_marker_lists_the_settings(pytester: pytest.Pytester) -> Non
     result = pytester.runpytest(*FAST)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ["*unknown setting 'cahce'; a marker can set adaptive_timeouts, api, budget_mode, budgets, cache,*"]
+        [
+            "*unknown setting 'cahce'; a marker can set adaptive_timeouts, api, budget_mode, budgets, cache,*"
+        ]
     )
 
 
