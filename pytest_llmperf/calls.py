@@ -16,6 +16,7 @@ also checked after every chunk.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -178,6 +179,7 @@ class _Trace:
         "last_text",
         "limits",
         "model",
+        "recorded",
         "retries",
         "route",
         "start",
@@ -204,6 +206,7 @@ class _Trace:
         self.text_chunks = 0
         self.emitted = False
         self.final: Mapping[str, Any] | None = None
+        self.recorded: tuple[float, tuple[tuple[float, int], ...]] | None = None
 
     def text_at(self, now: float) -> None:
         if self.first_text is None:
@@ -220,6 +223,10 @@ class _Trace:
         if output is None and self.text_chunks:
             output = self.text_chunks
         ttft = None if self.first_text is None else self.first_text - self.start
+        total, gaps, timing = end - self.start, self.gaps, "live"
+        if self.recorded is not None and not self.cache.startswith("hit"):
+            ttft, total, gaps = self._recorded_times(ttft)
+            timing = "recorded"
         call = self.call
         return CallRecord(  # positional: this runs on every call, cache hits included
             self.route,
@@ -230,9 +237,9 @@ class _Trace:
             call.purpose,
             self.cache,
             self.wall,
-            end - self.start,
+            total,
             ttft,
-            GapSummary.of(self.gaps) if self.gaps else None,
+            GapSummary.of(gaps) if gaps else None,
             output,
             ServerStats.of(final),
             self.limits,
@@ -241,7 +248,18 @@ class _Trace:
             outcome,
             None if error is None else f"{type(error).__name__}: {error}",
             error.phase if isinstance(error, LLMTimeoutError) else None,
+            timing,
         )
+
+    def _recorded_times(self, ttft: float | None) -> tuple[float | None, float, list[float]]:
+        """TTFT, total and gaps as the cassette recorded them (a chunk is a line there)."""
+        headers_at, chunks = self.recorded  # type: ignore[misc]
+        offsets = [offset for offset, _ in chunks] or [headers_at]
+        if not self.call.stream:
+            return (offsets[-1] if ttft is not None else None), offsets[-1], []
+        texts = offsets[: max(self.text_chunks, 1)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(texts)]
+        return (texts[0] if ttft is not None else None), offsets[-1], gaps
 
 
 # --- the logic ------------------------------------------------------------------------------
@@ -451,6 +469,7 @@ class Core:
             response = yield Open(
                 "POST", self._url(host, trace.route), content, timeouts, self.headers, not stream
             )
+            trace.recorded = response.extensions.get("llmperf_recorded")
         except httpx.TimeoutException as exc:
             phase = (
                 "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else waiting

@@ -48,8 +48,10 @@ class CallRecord:
     """One call, cached or not, as it was measured (read it; the plugin does not change it).
 
     ``cache`` is one of ``hit-memory``, ``hit-redis``, ``miss``, ``bypass`` (not cached: not
-    repeatable, or asked not to) and ``off``; ``outcome`` is ``ok``, ``timeout`` or ``error``.
-    Times are seconds from the start of the call, measured on the client's clock.
+    repeatable, or asked not to) and ``off``; ``outcome`` is ``ok``, ``timeout``, ``error``
+    or ``cancelled``. Times are seconds from the start of the call, measured on the client's
+    clock (``timing == "live"``), or, for an answer replayed from a cassette, the times the
+    cassette recorded (``timing == "recorded"``), however fast the replay ran.
     """
 
     route: str
@@ -71,6 +73,7 @@ class CallRecord:
     outcome: str
     error: str | None = None
     timeout_phase: str | None = None
+    timing: str = "live"
 
     @property
     def tokens_per_s(self) -> float | None:

@@ -347,7 +347,11 @@ def _build(found: Interaction, stream: Any, request: Any, hx: ModuleType) -> Any
         headers=headers,
         stream=stream,
         request=request,
-        extensions={"reason_phrase": found.reason.encode(), "llmperf_replayed": True},
+        extensions={
+            "reason_phrase": found.reason.encode(),
+            # what the server's timing was when recorded: budgets judge calls on it
+            "llmperf_recorded": (found.headers_at, tuple(found.chunks)),
+        },
     )
 
 

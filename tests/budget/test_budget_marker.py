@@ -171,3 +171,35 @@ def test_warm_up_calls_are_not_judged(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest(*FAST).assert_outcomes(passed=1)
+
+
+REPLAYED = """
+import pytest
+
+@pytest.mark.llm_cassette("slow.yaml")
+@pytest.mark.llm_budget(ttft={ttft})
+def test_story(ollama_client, llm_calls):
+    list(ollama_client.generate(tier="fast", prompt="a story", stream=True))
+    assert llm_calls[0].timing == "{timing}"
+"""
+
+
+def test_budgets_judge_a_replayed_cassette_on_its_recorded_timing(
+    pytester: pytest.Pytester,
+) -> None:
+    # record a cold load (100 ms at this time scale); a budget of 10 s passes
+    pytester.makepyfile(test_replayed=REPLAYED.format(ttft=10, timing="live"))
+    slow = ["--llm-emulator-time-scale", "0.1", "-p", "no:cacheprovider"]
+    pytester.runpytest("--llm-record-mode", "once", *slow).assert_outcomes(passed=1)
+    # replayed instantly with no server behind it, the call is judged on the recorded times
+    pytester.makepyfile(test_replayed=REPLAYED.format(ttft=0.05, timing="recorded"))
+    result = pytester.runpytest("--llm-host", "127.0.0.1:9", *slow)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "  call 1 of 1 (/api/generate, llama3.2:1b, tier fast): time to first token * s"
+            " > budget 0.05 s"
+        ]
+    )
+    pytester.makepyfile(test_replayed=REPLAYED.format(ttft=10, timing="recorded"))
+    pytester.runpytest("--llm-host", "127.0.0.1:9", *slow).assert_outcomes(passed=1)
