@@ -285,5 +285,13 @@ def suite_budgets(lines: Iterable[str]) -> dict[str, Budget]:
         tier, sep, text = line.partition(":")
         if not sep or not tier.strip():
             raise ValueError(f"cannot read budget {line!r}: write TIER: total=2 ttft=0.5")
-        out[tier.strip()] = Budget.parse(text, f"budget for tier {tier.strip()}")
+        where = f"budget for tier {tier.strip()}"
+        budget = Budget.parse(text, where)
+        extra = [name for name in (*PER_TEST, "mode") if getattr(budget, name) is not None]
+        if extra:
+            raise ValueError(
+                f"{where}: {extra[0]} is a limit on a whole test; a tier's budget takes the "
+                "per-call limits total, ttft and tokens_per_s (put the others on the marker)"
+            )
+        out[tier.strip()] = budget
     return out

@@ -168,6 +168,7 @@ class _Trace:
     """What is measured while a call runs; becomes its :class:`CallRecord`."""
 
     __slots__ = (
+        "attempt",
         "cache",
         "call",
         "emitted",
@@ -207,6 +208,7 @@ class _Trace:
         self.emitted = False
         self.final: Mapping[str, Any] | None = None
         self.recorded: tuple[float, tuple[tuple[float, int], ...]] | None = None
+        self.attempt = start  # when the attempt that answered began
 
     def text_at(self, now: float) -> None:
         if self.first_text is None:
@@ -391,15 +393,23 @@ class Core:
     def _limits(self, call: Call, model: str, tier: str | None) -> Limits:
         if isinstance(call.timeout, Limits):
             return call.timeout
+        if call.purpose != "call":  # a warm-up loads the model: limits of warm calls don't fit
+            return self.timeouts.ceiling(tier)
         if call.timeout is not None:
             total = float(call.timeout)
             return Limits(total=total, first_token=total, stall=total, connect=min(5.0, total))
         return self.timeouts.limits(model, tier)
 
     def _observe(self, trace: _Trace) -> None:
-        total = perf_counter() - trace.start
-        first = trace.first_text - trace.start if trace.first_text is not None else total
-        self.timeouts.observe(trace.model, first, max(trace.gaps, default=0.0), total)
+        """Teach the adaptive timeouts what the attempt that answered took."""
+        if trace.call.purpose != "call" or trace.recorded is not None:
+            return
+        began = trace.attempt
+        first = None
+        if trace.call.stream and trace.first_text is not None:
+            first = trace.first_text - began
+        gap = max(trace.gaps) if trace.call.stream and trace.gaps else None
+        self.timeouts.observe(trace.model, first, gap, perf_counter() - began)
 
     def _serve_cached(self, call: Call, trace: _Trace, chunks: list[dict[str, Any]]) -> Steps:
         __tracebackhide__ = True
@@ -424,7 +434,7 @@ class Core:
         while True:
             host = self.pool.acquire(avoid)
             trace.host = host
-            began = perf_counter()
+            began = trace.attempt = perf_counter()
             try:
                 chunks = yield from self._exchange(call, trace, host, request, limits)
             except (LLMConnectError, LLMServerError) as exc:
@@ -587,6 +597,16 @@ class _Where:
 
     def unreachable(self, exc: Exception) -> LLMConnectError:
         reason = str(exc) or type(exc).__name__
+        if not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+            # connected, then the connection broke before a complete answer: the server is
+            # up but failed (or restarted); the call is retried like a refused connection
+            return LLMConnectError(
+                f"{self.label}: the connection broke before the answer was complete "
+                f"({reason}); nothing had reached the caller, so the call may be retried on "
+                "another host. If it keeps happening, check the server's log",
+                host=self.host,
+                model=self.model,
+            )
         return LLMConnectError(
             f"cannot connect to the LLM server at {self.host} ({reason}). Start Ollama there "
             "(`ollama serve`), point the client at the emulator (`llmperf serve`, or "

@@ -640,22 +640,30 @@ class _SyncDriver:
         steps, do = self.steps, self._do
         value: Any = None
         error: Exception | None = None
+        last: dict[str, Any] | None = None
         try:
             while True:
                 try:
                     step = steps.throw(error) if error is not None else steps.send(value)
                 except StopIteration:
-                    return
+                    break
                 if type(step) is Emit:
                     value, error = None, None
-                    yield Answer(step.chunk)
+                    if step.chunk.get("done"):  # handed out once the call is complete
+                        last = step.chunk
+                    else:
+                        yield Answer(step.chunk)
                     continue
                 if type(step) is Stream:
                     feed = step.reader.feed
                     try:
                         for line in step.response.iter_lines():
                             chunk = feed(line)
-                            if chunk is not None:
+                            if chunk is None:
+                                continue
+                            if chunk.get("done"):  # handed out once the call is complete
+                                last = chunk
+                            else:
                                 yield Answer(chunk)
                         value, error = step.reader.finish(), None
                     except Exception as exc:
@@ -665,6 +673,8 @@ class _SyncDriver:
                     value, error = do(step), None
                 except Exception as exc:
                     value, error = None, exc
+            if last is not None:
+                yield Answer(last)
         finally:
             steps.close()
             self._close()
@@ -737,22 +747,30 @@ class _AsyncDriver:
         steps, do = self.steps, self._do
         value: Any = None
         error: Exception | None = None
+        last: dict[str, Any] | None = None
         try:
             while True:
                 try:
                     step = steps.throw(error) if error is not None else steps.send(value)
                 except StopIteration:
-                    return
+                    break
                 if type(step) is Emit:
                     value, error = None, None
-                    yield Answer(step.chunk)
+                    if step.chunk.get("done"):  # handed out once the call is complete
+                        last = step.chunk
+                    else:
+                        yield Answer(step.chunk)
                     continue
                 if type(step) is Stream:
                     feed = step.reader.feed
                     try:
                         async for line in step.response.aiter_lines():
                             chunk = feed(line)
-                            if chunk is not None:
+                            if chunk is None:
+                                continue
+                            if chunk.get("done"):  # handed out once the call is complete
+                                last = chunk
+                            else:
                                 yield Answer(chunk)
                         value, error = step.reader.finish(), None
                     except Exception as exc:
@@ -762,6 +780,8 @@ class _AsyncDriver:
                     value, error = await do(step), None
                 except Exception as exc:
                     value, error = None, exc
+            if last is not None:
+                yield Answer(last)
         finally:
             steps.close()
             await self._close()

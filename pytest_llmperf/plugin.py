@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from dataclasses import replace
 from typing import TypeVar
 
 import pytest
@@ -165,6 +166,10 @@ def _llmperf_test_settings(
     for marker in reversed(list(request.node.iter_markers(SETTINGS_MARKER))):
         where = f"marker {SETTINGS_MARKER} on {request.node.nodeid}"
         settings = _settings.with_marker(settings, marker.kwargs, where)
+    uses_cassette = request.node.get_closest_marker(_cassettes.MARKER) is not None
+    if uses_cassette or "llm_cassette" in request.fixturenames:
+        # every request must reach the cassette: a cache hit would leave it out
+        settings = replace(settings, cache="off")
     return settings
 
 

@@ -208,7 +208,8 @@ class OpenAIStream:
         self.model = model
         self.reason = "stop"
         self.usage: dict[str, int] = {}
-        self.calls: list[dict[str, Any]] = []
+        # tool calls arrive in pieces keyed by index: the name once, the arguments in parts
+        self.calls: dict[int, dict[str, str]] = {}
 
     def feed(self, line: str) -> dict[str, Any] | None:
         """One line in; a chunk out, or ``None`` for lines that carry no chunk."""
@@ -217,7 +218,12 @@ class OpenAIStream:
         data = line[5:].strip()
         if data == "[DONE]":
             return self._final()
-        event = json.loads(data)
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return {"error": f"an event of the stream is not JSON: {data[:80]!r}"}
+        if not isinstance(event, dict):
+            return {"error": f"an event of the stream is not a JSON object: {data[:80]!r}"}
         if "error" in event:
             return {"error": _error_text(event["error"])}
         self.usage.update(_usage(event.get("usage")))
@@ -229,14 +235,24 @@ class OpenAIStream:
             self.reason = choice["finish_reason"]
         if self.kind == "chat":
             delta = choice.get("delta") or {}
-            if delta.get("tool_calls"):
-                self.calls.extend(_tool_calls(delta["tool_calls"]))
+            for piece in delta.get("tool_calls") or []:
+                self._gather(piece)
             text = delta.get("content") or ""
             if not text:
                 return None
             return self._chunk({"message": {"role": "assistant", "content": text}})
         text = choice.get("text") or ""
         return self._chunk({"response": text}) if text else None
+
+    def _gather(self, piece: Mapping[str, Any]) -> None:
+        index = piece.get("index", len(self.calls))
+        call = self.calls.setdefault(index, {"name": "", "arguments": ""})
+        function = piece.get("function") or {}
+        call["name"] += function.get("name") or ""
+        arguments = function.get("arguments")
+        call["arguments"] += (
+            arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+        )
 
     def _chunk(self, fields: dict[str, Any]) -> dict[str, Any]:
         return {"model": self.model, "created_at": _created_at(None), **fields, "done": False}
@@ -245,7 +261,11 @@ class OpenAIStream:
         if self.kind == "chat":
             message: dict[str, Any] = {"role": "assistant", "content": ""}
             if self.calls:
-                message["tool_calls"] = self.calls
+                whole = [
+                    {"function": {"name": c["name"], "arguments": c["arguments"] or "{}"}}
+                    for _, c in sorted(self.calls.items())
+                ]
+                message["tool_calls"] = _tool_calls(whole)
             fields: dict[str, Any] = {"message": message}
         else:
             fields = {"response": ""}

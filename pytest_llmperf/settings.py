@@ -58,6 +58,9 @@ class Option:
     parse: Callable[[str], Any]
     metavar: str
     multiple: bool = False
+    # how the environment variable separates several values: whitespace, or ";" for
+    # values that contain spaces themselves ("fast: total=10 first_token=5")
+    env_separator: str | None = None
 
 
 def _path(value: str) -> Path | None:
@@ -256,10 +259,12 @@ OPTIONS: tuple[Option, ...] = (
         "--llm-timeout",
         "llm_timeouts",
         "LLMPERF_TIMEOUTS",
-        "a tier's limits in seconds, as 'fast: total=10 first_token=5 stall=5' (repeatable)",
+        "a tier's limits in seconds, as 'fast: total=10 first_token=5 stall=5' (repeatable; "
+        "';' between several in the environment variable)",
         _timeout,
         "SPEC",
         multiple=True,
+        env_separator=";",
     ),
     Option(
         "adaptive_timeouts",
@@ -369,10 +374,12 @@ OPTIONS += (
         "--llm-budget",
         "llm_budgets",
         "LLMPERF_BUDGETS",
-        "a tier's budget for every test, as 'fast: total=2 ttft=0.5' ('*' for every tier)",
+        "a tier's budget for every test, as 'fast: total=2 ttft=0.5' ('*' for every tier; "
+        "';' between several in the environment variable)",
         _budget_line,
         "SPEC",
         multiple=True,
+        env_separator=";",
     ),
 )
 BY_FIELD = {option.field: option for option in OPTIONS}
@@ -420,13 +427,19 @@ def _sources(
         found.append((f"ini option {option.ini}", ini))
     if environ.get(option.env):
         value = environ[option.env]
-        found.append(
-            (f"environment variable {option.env}", value.split() if option.multiple else value)
-        )
+        found.append((f"environment variable {option.env}", _env_values(option, value)))
     cli = config.getoption(option.field)
     if cli:
         found.append((f"command-line option {option.flag}", cli))
     return found
+
+
+def _env_values(option: Option, value: str) -> Any:
+    if not option.multiple:
+        return value
+    if option.env_separator is None:
+        return value.split()
+    return [part.strip() for part in value.split(option.env_separator) if part.strip()]
 
 
 def _parse(option: Option, raw: Any, origin: str) -> Any:

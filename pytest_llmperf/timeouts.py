@@ -4,10 +4,12 @@ A call has four limits (seconds): ``connect``; ``first_token``, from the start o
 the first chunk (for Ollama that includes loading the model and reading the prompt);
 ``stall``, the longest wait for the next chunk of a stream; and ``total``.
 
-**The adaptive rule.** Each model keeps a window of its last ``window`` successful calls.
-Once it holds ``min_samples`` of them, each limit becomes ``factor`` times the ``quantile``
-of what was observed for that phase (time to first token, the largest gap between chunks,
-the total time), clamped between the floor and the tier's limit (the ceiling). A timeout
+**The adaptive rule.** Each model keeps a window of its last ``window`` successful calls
+(calls only: warm-ups and unloads neither count nor adapt, and a call's time is that of
+the attempt that answered). Once a phase has ``min_samples`` observations, its limit
+becomes ``factor`` times the ``quantile`` of what was observed for it (time to first token
+and the largest gap between chunks, from streamed calls; the total time, from all), clamped
+between the floor and the tier's limit (the ceiling). A timeout
 under adapted limits forgets the model's window, so its next call gets the tier's limits
 again (the model may have been unloaded and must load once more).
 """
@@ -92,7 +94,9 @@ class AdaptiveTimeouts:
     window: int = 100
     enabled: bool = True
     refresh: int = 10
-    _samples: dict[str, deque[tuple[float, float, float]]] = field(default_factory=dict)
+    _samples: dict[str, deque[tuple[float | None, float | None, float]]] = field(
+        default_factory=dict
+    )
     _seen: dict[str, int] = field(default_factory=dict)
     _adapted: dict[tuple[str, str | None], tuple[int, Limits]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -104,37 +108,45 @@ class AdaptiveTimeouts:
         """The limits for the next call of ``model`` in ``tier``.
 
         They are recomputed after every ``refresh`` new observations of the model, not on
-        every call: sorting a window of samples costs more than the rest of a call.
+        every call: sorting a window of samples costs more than the rest of a call. A phase
+        with fewer than ``min_samples`` observations (time to first token and gaps come
+        from streamed calls only) keeps the tier's limit.
         """
         ceiling = self.ceiling(tier)
-        samples = self._samples.get(model)
-        if not self.enabled or samples is None or len(samples) < self.min_samples:
+        if not self.enabled:
             return ceiling
-        seen = self._seen[model]
-        cached = self._adapted.get((model, tier))
-        if cached is not None and seen - cached[0] < self.refresh:
-            return cached[1]
         with self._lock:
-            ttft, gap, total = zip(*samples, strict=True)
+            samples = self._samples.get(model)
+            if samples is None or len(samples) < self.min_samples:
+                return ceiling
+            seen = self._seen.get(model, 0)
+            cached = self._adapted.get((model, tier))
+            if cached is not None and seen - cached[0] < self.refresh:
+                return cached[1]
+            ttft, gap, total = (list(phase) for phase in zip(*samples, strict=True))
         limits = Limits(
             total=self._clamp(total, self.floor.total, ceiling.total),
             first_token=self._clamp(ttft, self.floor.first_token, ceiling.first_token),
             stall=self._clamp(gap, self.floor.stall, ceiling.stall),
             connect=ceiling.connect,
         )
-        self._adapted[(model, tier)] = (seen, limits)
+        with self._lock:
+            self._adapted[(model, tier)] = (seen, limits)
         return limits
 
-    def _clamp(self, observed: tuple[float, ...], floor: float, ceiling: float) -> float:
-        wanted = self.factor * quantile(observed, self.quantile)
+    def _clamp(self, observed: list[float | None], floor: float, ceiling: float) -> float:
+        values = [value for value in observed if value is not None]
+        if len(values) < self.min_samples:
+            return ceiling
+        wanted = self.factor * quantile(values, self.quantile)
         return max(min(floor, ceiling), min(wanted, ceiling))
 
     def adapted(self, model: str) -> bool:
         samples = self._samples.get(model)
         return self.enabled and samples is not None and len(samples) >= self.min_samples
 
-    def observe(self, model: str, ttft: float, max_gap: float, total: float) -> None:
-        """Add one successful call (a non-streamed call has ``ttft == total``, no gap)."""
+    def observe(self, model: str, ttft: float | None, max_gap: float | None, total: float) -> None:
+        """Add one successful call; ``ttft`` and ``max_gap`` are ``None`` when not streamed."""
         with self._lock:
             samples = self._samples.get(model)
             if samples is None:
@@ -146,5 +158,5 @@ class AdaptiveTimeouts:
         with self._lock:
             self._samples.pop(model, None)
             self._seen.pop(model, None)
-            for key in [key for key in self._adapted if key[0] == model]:
+            for key in [key for key in list(self._adapted) if key[0] == model]:
                 del self._adapted[key]

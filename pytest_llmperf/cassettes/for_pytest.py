@@ -1,6 +1,8 @@
 """Which cassette a test uses, from its ``llm_cassette`` marker and the settings.
 
-``@pytest.mark.llm_cassette`` uses ``{llm_cassette_dir}/{module}/{test}.yaml``;
+``@pytest.mark.llm_cassette`` uses ``{llm_cassette_dir}/{module path}/{Class.}{test}.yaml``
+(the module's path from the rootdir without ``.py``, so same-named modules and tests in
+different classes each get their own);
 ``@pytest.mark.llm_cassette("shared/story.yaml")`` names a file under the folder (``.json``
 for JSON); ``record_mode=`` and ``timing=`` override the settings for that test.
 """
@@ -49,8 +51,14 @@ def cassette_path(item: pytest.Item, settings: Settings, name: str | None) -> Pa
     if name:
         path = folder / name
         return path if path.suffix in (".yaml", ".yml", ".json") else path.with_suffix(".yaml")
-    module = Path(str(item.path)).stem
-    test = re.sub(r"[^\w.-]+", "-", item.name).strip("-")
+    module = Path(str(item.path)).with_suffix("")
+    try:
+        module = module.relative_to(item.config.rootpath)
+    except ValueError:  # a test file outside the rootdir
+        module = Path(module.name)
+    cls = getattr(item, "cls", None)
+    name = f"{cls.__name__}.{item.name}" if cls is not None else item.name
+    test = re.sub(r"[^\w.-]+", "-", name).strip("-")
     return folder / module / f"{test}.yaml"
 
 

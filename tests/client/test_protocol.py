@@ -170,3 +170,25 @@ def test_an_openai_stream_ends_with_a_done_chunk_carrying_the_usage() -> None:
     assert chunks[-1]["done"] and chunks[-1]["done_reason"] == "length"
     assert chunks[-1]["eval_count"] == 2
     assert stream.feed('data: {"error":{"message":"boom"}}') == {"error": "boom"}
+
+
+def test_tool_call_arguments_streamed_in_pieces_are_joined() -> None:
+    stream = OpenAIStream("chat", "m")
+    pieces = [
+        '{"index":0,"function":{"name":"get_weather","arguments":""}}',
+        '{"index":0,"function":{"arguments":"{\\"city\\": "}}',
+        '{"index":0,"function":{"arguments":"\\"Paris\\"}"}}',
+    ]
+    for piece in pieces:
+        stream.feed('data: {"choices":[{"delta":{"tool_calls":[' + piece + "]}}]}")
+    final = stream.feed("data: [DONE]")
+    assert final is not None
+    assert final["message"]["tool_calls"] == [
+        {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    ]
+
+
+def test_an_event_that_is_not_json_is_an_error_chunk() -> None:
+    assert OpenAIStream("chat", "m").feed("data: {not json") == {
+        "error": "an event of the stream is not JSON: '{not json'"
+    }

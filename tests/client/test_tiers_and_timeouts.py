@@ -122,3 +122,12 @@ def test_disabled_adaptation_keeps_the_tier_limits() -> None:
     adaptive = AdaptiveTimeouts(min_samples=1, enabled=False)
     feed(adaptive, "m", [(0.1, 0.01, 0.2)] * 5)
     assert adaptive.limits("m", "fast") == TIER_LIMITS["fast"]
+
+
+def test_calls_that_were_not_streamed_adapt_only_the_total() -> None:
+    adaptive = AdaptiveTimeouts(min_samples=10)
+    for _ in range(10):
+        adaptive.observe("m", None, None, 1.0)
+    limits = adaptive.limits("m", "complex")
+    assert limits.total == pytest.approx(3.0)
+    assert (limits.first_token, limits.stall) == (30.0, 15.0)  # the tier's, unchanged

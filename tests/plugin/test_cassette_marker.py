@@ -165,3 +165,33 @@ def test_killing_a_recording_run_leaves_the_old_cassette(pytester: pytest.Pytest
     assert recorded  # the run had recorded its interaction when it was killed
     assert cassette.read_bytes() == before
     assert not list(cassette.parent.glob(".*.tmp"))
+
+
+def test_each_test_records_every_request_into_its_own_cassette(
+    pytester: pytest.Pytester,
+) -> None:
+    # the same repeatable call in two same-named tests of two classes: with the cache on,
+    # the second would be a cache hit and its cassette would miss the request
+    pytester.makepyfile(
+        test_pair="""
+        import pytest
+
+        def ask(client):
+            client.generate(tier="fast", prompt="same", options={"seed": 1})
+
+        @pytest.mark.llm_cassette
+        class TestX:
+            def test_c(self, ollama_client):
+                ask(ollama_client)
+
+        @pytest.mark.llm_cassette
+        class TestY:
+            def test_c(self, ollama_client):
+                ask(ollama_client)
+        """
+    )
+    pytester.runpytest("--llm-record-mode", "once", *FAST).assert_outcomes(passed=2)
+    folder = pytester.path / "cassettes" / "test_pair"
+    assert sorted(p.name for p in folder.iterdir()) == ["TestX.test_c.yaml", "TestY.test_c.yaml"]
+    result = pytester.runpytest("test_pair.py::TestY", "--llm-host", "127.0.0.1:9", *FAST)
+    result.assert_outcomes(passed=1)
