@@ -485,6 +485,8 @@ class Core:
                 "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else waiting
             )
             limit = timeouts["connect"] if phase == "connect" else timeouts["read"]
+            if isinstance(exc, httpx.PoolTimeout):  # waited for a free connection: pool limit
+                limit = timeouts["pool"]
             raise where.timeout(phase, limit, perf_counter() - began) from None
         except httpx.TransportError as exc:
             raise where.unreachable(exc) from None
@@ -749,7 +751,7 @@ class StreamReader:
             raise self.where.stream_error(chunk, len(self.chunks))
         done = chunk.get("done")
         if now > self.deadline and not done:
-            raise self.where.timeout("total", self.limit, now - trace.start)
+            raise self.where.timeout("total", self.limit, now - (self.deadline - self.limit))
         if chunk_text(chunk):
             trace.text_at(now)
         self.chunks.append(chunk)

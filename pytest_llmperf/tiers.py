@@ -1,7 +1,8 @@
 """Model tiers: which model answers ``tier="fast"``, and a policy that picks a tier for a task.
 
 The tiers run from fastest to most capable: ``fast`` → ``balanced`` → ``complex``. A fallback
-goes the other way, to the next faster tier.
+goes the other way, to the next faster tier. Tiers of other names can be added; having no
+known speed, they neither fall back nor are fallen back to.
 """
 
 from __future__ import annotations
@@ -88,11 +89,14 @@ class Tiers:
         return None
 
     def faster(self, tier: str) -> list[str]:
-        """The tiers faster than ``tier``, nearest first: the fallback order."""
-        names = list(self.models)
-        if tier not in names:
+        """The tiers faster than ``tier``, nearest first: the fallback order.
+
+        Only ``fast`` < ``balanced`` < ``complex`` have a known speed; a tier of another
+        name has no fallback, and is never a fallback.
+        """
+        if tier not in ORDER or tier not in self.models:
             return []
-        return names[: names.index(tier)][::-1]
+        return [name for name in ORDER[: ORDER.index(tier)][::-1] if name in self.models]
 
     def pick(self, tier: str, task: Mapping[str, Any]) -> str:
         """The tier to use: ``tier`` itself, or the policy's choice for ``auto``."""

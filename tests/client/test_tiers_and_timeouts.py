@@ -18,6 +18,7 @@ def test_default_tiers_and_overrides() -> None:
     }
     assert tiers.faster("complex") == ["balanced", "fast"]
     assert tiers.faster("fast") == []
+    assert tiers.faster("huge") == []  # no known speed: no fallback, and never one
     assert tiers.tier_of("qwen2.5:3b") == "balanced"
 
 
