@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from pytest_llmperf import budget as _budget
+from pytest_llmperf import report as _report
 from pytest_llmperf import settings as _settings
 from pytest_llmperf.cache import ResponseCache
 from pytest_llmperf.cassettes import CassetteError, CassetteSession, patched
@@ -25,6 +27,26 @@ ROUTER_KEY = pytest.StashKey[RecordRouter]()
 RUNTIME_KEY = pytest.StashKey[Runtime]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 PASSED_KEY = pytest.StashKey[bool]()
+VIOLATIONS_KEY = pytest.StashKey[list[dict[str, object]]]()
+RUN_KEY = pytest.StashKey["_Run"]()
+
+
+class _Run:
+    """The controller's view of the run, for the report."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.started = time.time()
+        self.collector = _report.Collector()
+        self.path: Path | None = None
+        self.data: dict[str, object] | None = None
+        self.problem: str | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.collector.add(report.nodeid, report.when, report.outcome, report.duration, report)
+
+
 SETTINGS_MARKER = "llm_settings"
 BUDGET_MARKER = "llm_budget"
 ClientT = TypeVar("ClientT")
@@ -38,6 +60,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = _settings.resolve(config)
     config.stash[ROUTER_KEY] = router = RecordRouter()
     config.stash[RUNTIME_KEY] = Runtime(router)
+    config.stash[RUN_KEY] = run = _Run()
+    if not hasattr(config, "workerinput"):  # only the controller collects and reports
+        config.pluginmanager.register(run, "llmperf-run")
     config.addinivalue_line(
         "markers",
         f"{SETTINGS_MARKER}(**fields): override pytest-llmperf settings (cache, tiers, hosts, "
@@ -87,7 +112,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for line in terminalreporter.config.stash[RUNTIME_KEY].problems():
+    config = terminalreporter.config
+    run = config.stash[RUN_KEY]
+    if run.data is not None:
+        terminalreporter.section("llmperf")
+        for line in _report.terminal_lines(run.data, run.path):
+            terminalreporter.write_line(line)
+    if run.problem:
+        terminalreporter.write_line(f"llmperf: {run.problem}", red=True)
+    for line in config.stash[RUNTIME_KEY].problems():
         terminalreporter.write_line(f"llmperf: {line}", yellow=True)
 
 
@@ -96,9 +129,38 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    # JSON-able attributes: pytest-xdist carries them to the controller with the report
     if report.when == "call":
         item.stash[PASSED_KEY] = report.passed
+        report.llm_violations = item.stash.get(VIOLATIONS_KEY, [])  # type: ignore[attr-defined]
+    elif report.when == "teardown" and RECORDER_KEY in item.stash:
+        records = item.stash[RECORDER_KEY].records
+        report.llm_calls = [record.to_dict() for record in records]  # type: ignore[attr-defined]
     return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller writes the report
+        return
+    run = config.stash[RUN_KEY]
+    settings = config.stash[SETTINGS_KEY]
+    if settings.report == "off" or (not settings.report and not run.collector.calls):
+        return
+    import dataclasses
+    import time
+
+    run.data = _report.build(run.collector, dataclasses.asdict(settings), run.started, time.time())
+    if settings.report:
+        path = Path(settings.report)
+    else:
+        path = _report.default_path(config.rootpath / settings.report_dir, run.started)
+    try:
+        _report.write(path, run.data)
+    except ConfigurationError as exc:
+        run.problem = str(exc)
+        return
+    run.path = path
 
 
 @pytest.hookimpl(wrapper=True)
@@ -117,6 +179,19 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     violations = _budget.judge(budget, records, tiers)
     if not violations:
         return
+    calls = _budget.judged(records)
+    found: list[dict[str, object]] = [
+        {
+            "budget": v.budget,
+            "measured": v.measured,
+            "limit": v.limit,
+            "call": v.call,
+            "model": calls[v.call - 1].model if v.call is not None else None,
+            "message": v.line,
+        }
+        for v in violations
+    ]
+    item.stash[VIOLATIONS_KEY] = found
     message = _budget.verdict(item.nodeid, violations, records)
     if mode == "warn":
         import warnings

@@ -44,6 +44,8 @@ class Settings:
     scrub_query: tuple[str, ...] = ()
     budget_mode: str = "enforce"
     budgets: tuple[str, ...] = ()
+    report: str = ""
+    report_dir: str = "."
 
 
 @dataclass(frozen=True)
@@ -382,9 +384,32 @@ OPTIONS += (
         env_separator=";",
     ),
 )
+OPTIONS += (
+    Option(
+        "report",
+        "--llm-report",
+        "llm_report",
+        "LLMPERF_REPORT",
+        "write the validation report (JSON) here; 'off' for none (default: a timestamped file "
+        "in llm_report_dir when the run made LLM calls)",
+        str,
+        "PATH",
+    ),
+    Option(
+        "report_dir",
+        "--llm-report-dir",
+        "llm_report_dir",
+        "LLMPERF_REPORT_DIR",
+        "folder of the timestamped reports, relative to the rootdir (default: the rootdir)",
+        str,
+        "DIR",
+    ),
+)
 BY_FIELD = {option.field: option for option in OPTIONS}
 # Settings of the session's emulator, which one test cannot change.
-SESSION_ONLY = frozenset({"emulator_profiles", "emulator_gguf", "emulator_time_scale"})
+SESSION_ONLY = frozenset(
+    {"emulator_profiles", "emulator_gguf", "emulator_time_scale", "report", "report_dir"}
+)
 
 
 def add_options(parser: pytest.Parser) -> None:

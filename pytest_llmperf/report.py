@@ -1,0 +1,230 @@
+"""The validation report: one JSON file per run, and the terminal summary.
+
+Each test's call records and budget violations travel on its pytest reports (JSON-able
+attributes, so pytest-xdist carries them to the controller); the controller alone collects
+them and writes the file. The layout is versioned and described by the JSON Schema that
+ships beside this module (``report-schema-v1.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.stats import quantile
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = "report-schema-v1.json"
+
+
+@dataclass
+class TestEntry:
+    """What the run learnt about one test."""
+
+    nodeid: str
+    outcome: str = "passed"
+    duration_s: float = 0.0
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    violations: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Collector:
+    """The tests of a run, filled from their reports as they arrive (on the controller)."""
+
+    tests: dict[str, TestEntry] = field(default_factory=dict)
+
+    def add(self, nodeid: str, when: str, outcome: str, duration: float, extra: Any) -> None:
+        entry = self.tests.setdefault(nodeid, TestEntry(nodeid))
+        entry.duration_s += duration
+        if outcome == "failed" or (when == "call" and outcome != "passed"):
+            entry.outcome = "error" if outcome == "failed" and when != "call" else outcome
+        if when == "setup" and outcome == "skipped":
+            entry.outcome = "skipped"
+        calls = getattr(extra, "llm_calls", None)
+        if calls:
+            entry.calls.extend(calls)
+        violations = getattr(extra, "llm_violations", None)
+        if violations:
+            entry.violations.extend(violations)
+
+    @property
+    def calls(self) -> int:
+        return sum(len(entry.calls) for entry in self.tests.values())
+
+
+def model_statistics(calls: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per model: count, percentiles of total and TTFT, tokens/s, cache hits, load share."""
+    by_model: dict[str, list[Mapping[str, Any]]] = {}
+    for call in calls:
+        if call.get("purpose") == "call":
+            by_model.setdefault(str(call["model"]), []).append(call)
+    out = {}
+    for model, items in sorted(by_model.items()):
+        totals = [float(c["total_s"]) for c in items]
+        ttfts = [float(c["ttft_s"]) for c in items if c.get("ttft_s") is not None]
+        speeds = [float(c["tokens_per_s"]) for c in items if c.get("tokens_per_s")]
+        load = sum(float((c.get("server") or {}).get("load_s") or 0.0) for c in items)
+        out[model] = {
+            "calls": len(items),
+            "total_s": _percentiles(totals),
+            "ttft_s": _percentiles(ttfts) if ttfts else None,
+            "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,
+            "cache_hits": sum(1 for c in items if c.get("cache_hit")),
+            "cache_hit_rate": sum(1 for c in items if c.get("cache_hit")) / len(items),
+            "load_share": load / sum(totals) if sum(totals) > 0 else 0.0,
+            "timeouts": sum(1 for c in items if c.get("outcome") == "timeout"),
+            "errors": sum(1 for c in items if c.get("outcome") == "error"),
+        }
+    return out
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "mean": sum(values) / len(values),
+        "min": min(values),
+        "max": max(values),
+        "p50": quantile(values, 0.50),
+        "p90": quantile(values, 0.90),
+        "p95": quantile(values, 0.95),
+        "p99": quantile(values, 0.99),
+    }
+
+
+def build(
+    collector: Collector, settings: Mapping[str, Any], started: float, finished: float
+) -> dict[str, Any]:
+    """The report as a JSON-able dict."""
+    tests = sorted(collector.tests.values(), key=lambda entry: entry.nodeid)
+    judged = [t for t in tests if t.outcome != "skipped"]
+    passed = sum(1 for t in judged if t.outcome == "passed")
+    every_call = [call for t in tests for call in t.calls]
+    replayed = sum(1 for call in every_call if call.get("timing") == "recorded")
+    from pytest_llmperf import __version__
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {
+            "started_at": _iso(started),
+            "finished_at": _iso(finished),
+            "duration_s": finished - started,
+            "plugin_version": __version__,
+            "python_version": platform.python_version(),
+            "platform": platform.platform(),
+            "git_commit": _git_commit(),
+            "timing": "replay"
+            if every_call and replayed == len(every_call)
+            else "live"
+            if not replayed
+            else "mixed",
+            "settings": dict(settings),
+        },
+        "summary": {
+            "tests": len(tests),
+            "passed": passed,
+            "failed": sum(1 for t in judged if t.outcome in ("failed", "error")),
+            "skipped": len(tests) - len(judged),
+            "budget_violations": sum(len(t.violations) for t in tests),
+            "calls": len(every_call),
+            "success_rate": passed / len(judged) if judged else None,
+            "success": f"{round(100 * passed / len(judged))}% ({passed}/{len(judged)})"
+            if judged
+            else "no tests",
+        },
+        "tests": [
+            {
+                "nodeid": t.nodeid,
+                "outcome": t.outcome,
+                "duration_s": t.duration_s,
+                "calls": t.calls,
+                "violations": t.violations,
+            }
+            for t in tests
+        ],
+        "models": model_statistics(every_call),
+    }
+
+
+def _iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def default_path(folder: Path, started: float) -> Path:
+    return folder / time.strftime("llm_validation_%Y%m%d_%H%M%S.json", time.localtime(started))
+
+
+def write(path: Path, data: Mapping[str, Any]) -> None:
+    """Write the report atomically; a path that cannot be written is a ConfigurationError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=1, default=str)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot write the LLM validation report to {path}: {exc.strerror or exc}. Choose "
+            "a writable place with --llm-report PATH or the llm_report_dir ini option; the "
+            "test results themselves are not affected"
+        ) from None
+
+
+def schema() -> dict[str, Any]:
+    """The report's JSON Schema."""
+    text = resources.files("pytest_llmperf").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def terminal_lines(data: Mapping[str, Any], path: Path | None) -> list[str]:
+    """A compact table per model, and where the report went."""
+    models: Mapping[str, Mapping[str, Any]] = data["models"]
+    violations: dict[str, int] = {}
+    for test in data["tests"]:
+        for violation in test["violations"]:
+            model = violation.get("model") or "(test)"
+            violations[model] = violations.get(model, 0) + 1
+    lines = []
+    if models:
+        lines.append(
+            f"{'model':<24} {'calls':>5} {'p50 s':>8} {'p95 s':>8} {'TTFT p95':>9} "
+            f"{'tok/s':>7} {'cache':>6} {'over':>5}"
+        )
+        for model, stats in models.items():
+            ttft = stats["ttft_s"]["p95"] if stats["ttft_s"] else None
+            speed = stats["tokens_per_s"]
+            lines.append(
+                f"{model:<24} {stats['calls']:>5} {stats['total_s']['p50']:>8.3f} "
+                f"{stats['total_s']['p95']:>8.3f} "
+                f"{(f'{ttft:.3f}' if ttft is not None else '-'):>9} "
+                f"{(f'{speed:.1f}' if speed else '-'):>7} {stats['cache_hits']:>6} "
+                f"{violations.get(model, 0):>5}"
+            )
+    summary = data["summary"]
+    lines.append(
+        f"tests {summary['success']}, {summary['calls']} LLM calls, "
+        f"{summary['budget_violations']} budget violations"
+    )
+    if path is not None:
+        lines.append(f"report: {path}")
+    return lines

@@ -1,0 +1,130 @@
+"""The validation report: written by the controller, valid against its schema, xdist-safe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from pytest_llmperf.report import schema
+
+FAST = ["--llm-emulator-time-scale", "0.02", "-p", "no:cacheprovider"]
+
+SUITE = """
+import pytest
+
+@pytest.mark.parametrize("n", range({n}))
+def test_calls(ollama_client, n):
+    ollama_client.generate(tier="fast", prompt=f"question {{n}}")
+
+@pytest.mark.llm_budget(total=1e-6)
+def test_over_budget(ollama_client):
+    ollama_client.generate(tier="balanced", prompt="slow")
+
+def test_no_llm():
+    pass
+
+@pytest.mark.skip(reason="not today")
+def test_skipped():
+    pass
+"""
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    jsonschema.validate(data, schema())
+    return data
+
+
+def test_the_report_holds_every_test_and_call_and_fits_its_schema(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_suite=SUITE.format(n=3))
+    result = pytester.runpytest("--llm-report", "out/report.json", *FAST)
+    result.assert_outcomes(passed=4, failed=1, skipped=1)
+    data = load(pytester.path / "out" / "report.json")
+    summary = data["summary"]
+    assert (summary["tests"], summary["passed"], summary["failed"], summary["skipped"]) == (
+        6,
+        4,
+        1,
+        1,
+    )
+    assert summary["success"] == "80% (4/5)"
+    assert (summary["calls"], summary["budget_violations"]) == (4, 1)
+    by_id = {test["nodeid"]: test for test in data["tests"]}
+    over = by_id["test_suite.py::test_over_budget"]
+    assert over["outcome"] == "failed"
+    assert [v["budget"] for v in over["violations"]] == ["total"]
+    assert over["violations"][0]["model"] == "llama3.2:3b"
+    assert len(by_id["test_suite.py::test_calls[0]"]["calls"]) == 1
+    assert data["models"]["llama3.2:1b"]["calls"] == 3
+    assert data["run"]["timing"] == "live"
+    result.stdout.fnmatch_lines(
+        [
+            "=* llmperf =*",
+            "model * calls * p50 s * p95 s * TTFT p95 * tok/s * cache * over",
+            "llama3.2:1b * 3 *",
+            "llama3.2:3b * 1 * 1",
+            "tests 80% (4/5), 4 LLM calls, 1 budget violations",
+            "report: out/report.json",
+        ]
+    )
+
+
+def test_by_default_a_timestamped_report_only_when_llm_calls_were_made(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_quiet(): pass")
+    pytester.runpytest(*FAST).assert_outcomes(passed=1)
+    assert not list(pytester.path.glob("llm_validation_*.json"))
+    pytester.makepyfile(test_suite=SUITE.format(n=1))
+    pytester.runpytest("--llm-report-dir", "reports", *FAST)
+    [written] = (pytester.path / "reports").glob("llm_validation_*_*.json")
+    assert load(written)["summary"]["calls"] == 2
+
+
+def test_report_off(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE.format(n=1))
+    pytester.runpytest("--llm-report", "off", *FAST)
+    assert not list(pytester.path.rglob("llm_validation_*.json"))
+
+
+def test_an_unwritable_report_path_is_reported_and_changes_no_result(
+    pytester: pytest.Pytester,
+) -> None:
+    blocker = pytester.path / "blocker"
+    blocker.write_text("a file, not a folder", encoding="utf-8")
+    pytester.makepyfile(
+        "def test_one(ollama_client):\n    ollama_client.generate(tier='fast', prompt='x')\n"
+    )
+    result = pytester.runpytest("--llm-report", "blocker/report.json", *FAST)
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "llmperf: cannot write the LLM validation report to blocker/report.json: *--llm-report PATH*"
+        ]
+    )
+
+
+def test_under_xdist_the_report_holds_exactly_the_same_calls(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE.format(n=24))
+    pytester.runpytest("--llm-report", "one.json", *FAST).assert_outcomes(
+        passed=25, failed=1, skipped=1
+    )
+    result = pytester.runpytest("-n", "3", "--llm-report", "many.json", *FAST)
+    result.assert_outcomes(passed=25, failed=1, skipped=1)
+    alone, spread = load(pytester.path / "one.json"), load(pytester.path / "many.json")
+
+    def calls(data: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+        return {
+            test["nodeid"]: [(c["model"], c["route"]) for c in test["calls"]]
+            for test in data["tests"]
+        }
+
+    assert calls(spread) == calls(alone)
+    assert spread["summary"] == alone["summary"]
