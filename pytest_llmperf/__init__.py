@@ -1,32 +1,52 @@
-"""pytest-llmperf: test applications that call a local LLM server, offline and on a budget."""
+"""pytest-llmperf: test applications that call a local LLM server, offline and on a budget.
+
+The public names load on first use, so that the pytest plugin, which imports this package,
+costs a suite that makes no LLM calls almost nothing (httpx, uvicorn, vcrpy and redis load
+only when a test needs them).
+"""
 
 from __future__ import annotations
 
-from pytest_llmperf.budget import Budget
-from pytest_llmperf.cache import CacheStats, ResponseCache
-from pytest_llmperf.cassettes import CassetteError, CassetteMismatchError, CassetteSession
-from pytest_llmperf.client import Answer, AsyncOllamaClient, OllamaClient, Outcome
-from pytest_llmperf.emulator import EmulatorApp, EmulatorServer, load_catalogue
-from pytest_llmperf.errors import (
-    ConfigurationError,
-    FaultSpecError,
-    LLMBudgetWarning,
-    LLMConnectError,
-    LLMError,
-    LLMPerfError,
-    LLMServerError,
-    LLMStreamError,
-    LLMTimeoutError,
-    ModelNotFoundError,
-    ProfileError,
-)
-from pytest_llmperf.hosts import HostPool
-from pytest_llmperf.records import CallRecord, GapSummary, Recorder
-from pytest_llmperf.settings import Settings
-from pytest_llmperf.tiers import TierPolicy, Tiers
-from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_WHERE = {
+    "AdaptiveTimeouts": "timeouts",
+    "Answer": "client",
+    "AsyncOllamaClient": "client",
+    "Budget": "budget",
+    "CacheStats": "cache",
+    "CallRecord": "records",
+    "CassetteError": "cassettes",
+    "CassetteMismatchError": "cassettes",
+    "CassetteSession": "cassettes",
+    "ConfigurationError": "errors",
+    "EmulatorApp": "emulator",
+    "EmulatorServer": "emulator",
+    "FaultSpecError": "errors",
+    "GapSummary": "records",
+    "HostPool": "hosts",
+    "LLMBudgetWarning": "errors",
+    "LLMConnectError": "errors",
+    "LLMError": "errors",
+    "LLMPerfError": "errors",
+    "LLMServerError": "errors",
+    "LLMStreamError": "errors",
+    "LLMTimeoutError": "errors",
+    "Limits": "timeouts",
+    "ModelNotFoundError": "errors",
+    "OllamaClient": "client",
+    "Outcome": "client",
+    "ProfileError": "errors",
+    "Recorder": "records",
+    "ResponseCache": "cache",
+    "Settings": "settings",
+    "TierPolicy": "tiers",
+    "Tiers": "tiers",
+    "load_catalogue": "emulator",
+}
 
 __all__ = [
     "AdaptiveTimeouts",
@@ -64,3 +84,42 @@ __all__ = [
     "__version__",
     "load_catalogue",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_llmperf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pytest_llmperf.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from pytest_llmperf.budget import Budget
+    from pytest_llmperf.cache import CacheStats, ResponseCache
+    from pytest_llmperf.cassettes import CassetteError, CassetteMismatchError, CassetteSession
+    from pytest_llmperf.client import Answer, AsyncOllamaClient, OllamaClient, Outcome
+    from pytest_llmperf.emulator import EmulatorApp, EmulatorServer, load_catalogue
+    from pytest_llmperf.errors import (
+        ConfigurationError,
+        FaultSpecError,
+        LLMBudgetWarning,
+        LLMConnectError,
+        LLMError,
+        LLMPerfError,
+        LLMServerError,
+        LLMStreamError,
+        LLMTimeoutError,
+        ModelNotFoundError,
+        ProfileError,
+    )
+    from pytest_llmperf.hosts import HostPool
+    from pytest_llmperf.records import CallRecord, GapSummary, Recorder
+    from pytest_llmperf.settings import Settings
+    from pytest_llmperf.tiers import TierPolicy, Tiers
+    from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits

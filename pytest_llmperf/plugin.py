@@ -5,26 +5,27 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
 from pytest_llmperf import budget as _budget
+from pytest_llmperf import markers
 from pytest_llmperf import report as _report
 from pytest_llmperf import settings as _settings
-from pytest_llmperf.cache import ResponseCache
-from pytest_llmperf.cassettes import CassetteError, CassetteSession, patched
-from pytest_llmperf.cassettes import for_pytest as _cassettes
-from pytest_llmperf.client import AsyncOllamaClient, OllamaClient
-from pytest_llmperf.emulator.runner import start_emulator
-from pytest_llmperf.emulator.server import EmulatorServer
 from pytest_llmperf.errors import ConfigurationError, LLMBudgetWarning
 from pytest_llmperf.records import Recorder, RecordRouter
-from pytest_llmperf.runtime import Runtime
+
+if TYPE_CHECKING:  # the heavy parts (httpx, uvicorn, vcrpy, redis) load when a test needs them
+    from pytest_llmperf.cache import ResponseCache
+    from pytest_llmperf.cassettes import CassetteSession
+    from pytest_llmperf.client import AsyncOllamaClient, OllamaClient
+    from pytest_llmperf.emulator.server import EmulatorServer
+    from pytest_llmperf.runtime import Runtime
 
 SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
 ROUTER_KEY = pytest.StashKey[RecordRouter]()
-RUNTIME_KEY = pytest.StashKey[Runtime]()
+RUNTIME_KEY = pytest.StashKey["Runtime"]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 PASSED_KEY = pytest.StashKey[bool]()
 VIOLATIONS_KEY = pytest.StashKey[list[dict[str, object]]]()
@@ -47,8 +48,9 @@ class _Run:
         self.collector.add(report.nodeid, report.when, report.outcome, report.duration, report)
 
 
-SETTINGS_MARKER = "llm_settings"
-BUDGET_MARKER = "llm_budget"
+SETTINGS_MARKER = markers.SETTINGS
+BUDGET_MARKER = markers.BUDGET
+CASSETTE_MARKER = markers.CASSETTE
 ClientT = TypeVar("ClientT")
 
 
@@ -58,8 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = _settings.resolve(config)
-    config.stash[ROUTER_KEY] = router = RecordRouter()
-    config.stash[RUNTIME_KEY] = Runtime(router)
+    config.stash[ROUTER_KEY] = RecordRouter()
     config.stash[RUN_KEY] = run = _Run()
     if not hasattr(config, "workerinput"):  # only the controller collects and reports
         config.pluginmanager.register(run, "llmperf-run")
@@ -76,9 +77,18 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        f"{_cassettes.MARKER}(name=None, *, record_mode=None, timing=None): record this test's "
+        f"{CASSETTE_MARKER}(name=None, *, record_mode=None, timing=None): record this test's "
         "LLM traffic to a cassette, or replay it from one",
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked ``llm_cassette`` uses the ``llm_cassette`` fixture, set up first."""
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        marked = item.get_closest_marker(CASSETTE_MARKER) is not None
+        if marked and names is not None and "llm_cassette" not in names:
+            names.insert(0, "llm_cassette")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -97,11 +107,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             _budget.Budget.from_marker(marker.args, marker.kwargs, where)
         except ValueError as exc:
             pytest.fail(str(exc), pytrace=False)
-    for marker in metafunc.definition.iter_markers(_cassettes.MARKER):
+    for marker in metafunc.definition.iter_markers(CASSETTE_MARKER):
         try:
-            _cassettes.check_marker(
-                marker, f"marker {_cassettes.MARKER} on {metafunc.definition.nodeid}"
-            )
+            from pytest_llmperf.cassettes.for_pytest import check_marker
+
+            check_marker(marker, f"marker {CASSETTE_MARKER} on {metafunc.definition.nodeid}")
         except ValueError as exc:
             pytest.fail(str(exc), pytrace=False)
 
@@ -120,8 +130,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
     if run.problem:
         terminalreporter.write_line(f"llmperf: {run.problem}", red=True)
-    for line in config.stash[RUNTIME_KEY].problems():
-        terminalreporter.write_line(f"llmperf: {line}", yellow=True)
+    if RUNTIME_KEY in config.stash:
+        for line in config.stash[RUNTIME_KEY].problems():
+            terminalreporter.write_line(f"llmperf: {line}", yellow=True)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -220,6 +231,8 @@ def llm_settings(pytestconfig: pytest.Config) -> _settings.Settings:
 @pytest.fixture(scope="session")
 def ollama_emulator(llm_settings: _settings.Settings) -> Iterator[EmulatorServer]:
     """An Ollama-compatible emulator on a free loopback port; ``.url`` is its base URL."""
+    from pytest_llmperf.emulator.runner import start_emulator
+
     try:
         server = start_emulator(llm_settings)
     except ConfigurationError as exc:
@@ -230,6 +243,10 @@ def ollama_emulator(llm_settings: _settings.Settings) -> Iterator[EmulatorServer
 
 @pytest.fixture(scope="session")
 def _llmperf_runtime(pytestconfig: pytest.Config) -> Runtime:
+    if RUNTIME_KEY not in pytestconfig.stash:
+        from pytest_llmperf.runtime import Runtime
+
+        pytestconfig.stash[RUNTIME_KEY] = Runtime(pytestconfig.stash[ROUTER_KEY])
     return pytestconfig.stash[RUNTIME_KEY]
 
 
@@ -241,7 +258,7 @@ def _llmperf_test_settings(
     for marker in reversed(list(request.node.iter_markers(SETTINGS_MARKER))):
         where = f"marker {SETTINGS_MARKER} on {request.node.nodeid}"
         settings = _settings.with_marker(settings, marker.kwargs, where)
-    uses_cassette = request.node.get_closest_marker(_cassettes.MARKER) is not None
+    uses_cassette = request.node.get_closest_marker(CASSETTE_MARKER) is not None
     if uses_cassette or "llm_cassette" in request.fixturenames:
         # every request must reach the cassette: a cache hit would leave it out
         settings = replace(settings, cache="off")
@@ -315,19 +332,16 @@ def llm_warm_up(
     return client.warm_up(keep_alive=llm_settings.keep_alive)
 
 
-@pytest.fixture(autouse=True)
-def _llmperf_cassette_marker(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker(_cassettes.MARKER) is not None:
-        request.getfixturevalue("llm_cassette")
-
-
 @pytest.fixture
 def llm_cassette(
     request: pytest.FixtureRequest, _llmperf_test_settings: _settings.Settings
 ) -> Iterator[CassetteSession]:
     """This test's cassette: its LLM traffic is replayed from it or recorded to it."""
+    from pytest_llmperf.cassettes import CassetteError, patched
+    from pytest_llmperf.cassettes.for_pytest import open_session
+
     try:
-        session = _cassettes.open_session(request.node, _llmperf_test_settings)
+        session = open_session(request.node, _llmperf_test_settings)
     except CassetteError as exc:
         pytest.fail(str(exc), pytrace=False)
     with patched(session):

@@ -17,9 +17,9 @@ import pytest
 
 from pytest_llmperf.cassettes.scrub import Scrubber
 from pytest_llmperf.cassettes.session import MODES, CassetteSession, parse_timing
+from pytest_llmperf.markers import CASSETTE as MARKER
 from pytest_llmperf.settings import Settings
 
-MARKER = "llm_cassette"
 KEYWORDS = frozenset({"record_mode", "timing"})
 
 
