@@ -29,6 +29,7 @@ RUNTIME_KEY = pytest.StashKey["Runtime"]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 PASSED_KEY = pytest.StashKey[bool]()
 VIOLATIONS_KEY = pytest.StashKey[list[dict[str, object]]]()
+SUITE_BUDGETS_KEY = pytest.StashKey[dict[str, _budget.Budget]]()
 RUN_KEY = pytest.StashKey["_Run"]()
 
 
@@ -59,7 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[SETTINGS_KEY] = _settings.resolve(config)
+    config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
+    config.stash[SUITE_BUDGETS_KEY] = _budget.suite_budgets(settings.budgets)
     config.stash[ROUTER_KEY] = RecordRouter()
     config.stash[RUN_KEY] = run = _Run()
     if not hasattr(config, "workerinput"):  # only the controller collects and reports
@@ -91,27 +93,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             names.insert(0, "llm_cassette")
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Check ``llm_settings`` markers when the test is collected, not when it runs."""
-    for marker in metafunc.definition.iter_markers(SETTINGS_MARKER):
-        where = f"marker {SETTINGS_MARKER} on {metafunc.definition.nodeid}"
-        if marker.args:
-            pytest.fail(f"{where}: give settings as keywords, e.g. cache='off'", pytrace=False)
-        try:
-            _settings.with_marker(_settings.Settings(), marker.kwargs, where)
-        except ValueError as exc:
-            pytest.fail(str(exc), pytrace=False)
-    for marker in metafunc.definition.iter_markers(BUDGET_MARKER):
-        where = f"marker {BUDGET_MARKER} on {metafunc.definition.nodeid}"
-        try:
-            _budget.Budget.from_marker(marker.args, marker.kwargs, where)
-        except ValueError as exc:
-            pytest.fail(str(exc), pytrace=False)
-    for marker in metafunc.definition.iter_markers(CASSETTE_MARKER):
-        try:
-            from pytest_llmperf.cassettes.for_pytest import check_marker
+def _check_settings(marker: pytest.Mark, where: str) -> None:
+    if marker.args:
+        raise ValueError(f"{where}: give settings as keywords, e.g. cache='off'")
+    _settings.with_marker(_settings.Settings(), marker.kwargs, where)
 
-            check_marker(marker, f"marker {CASSETTE_MARKER} on {metafunc.definition.nodeid}")
+
+def _check_budget(marker: pytest.Mark, where: str) -> None:
+    _budget.Budget.from_marker(marker.args, marker.kwargs, where)
+
+
+def _check_cassette(marker: pytest.Mark, where: str) -> None:
+    from pytest_llmperf.cassettes.for_pytest import check_marker
+
+    check_marker(marker, where)
+
+
+_MARKER_CHECKS = {
+    SETTINGS_MARKER: _check_settings,
+    BUDGET_MARKER: _check_budget,
+    CASSETTE_MARKER: _check_cassette,
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Check our markers when the test is collected, not when it runs."""
+    for marker in metafunc.definition.iter_markers():
+        check = _MARKER_CHECKS.get(marker.name)
+        if check is None:
+            continue
+        try:
+            check(marker, f"marker {marker.name} on {metafunc.definition.nodeid}")
         except ValueError as exc:
             pytest.fail(str(exc), pytrace=False)
 
@@ -179,12 +191,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """After the test body: judge its calls against its budget."""
     yield
     settings = item.config.stash[SETTINGS_KEY]
+    tiers = item.config.stash[SUITE_BUDGETS_KEY]
+    marked = list(item.iter_markers(BUDGET_MARKER))
+    if not (marked or tiers):  # the common case: nothing to judge
+        return
     budget = _budget.Budget()
-    for marker in reversed(list(item.iter_markers(BUDGET_MARKER))):
+    for marker in reversed(marked):
         budget = _budget.Budget.from_marker(marker.args, marker.kwargs, item.nodeid).over(budget)
     mode = budget.mode or settings.budget_mode
-    tiers = _budget.suite_budgets(settings.budgets)
-    if mode == "off" or (budget.empty and not tiers):
+    if mode == "off":
         return
     records = item.stash[RECORDER_KEY].records
     violations = _budget.judge(budget, records, tiers)
