@@ -55,6 +55,7 @@ AnswerT = TypeVar("AnswerT")
 StreamT = TypeVar("StreamT")
 ListT = TypeVar("ListT")
 WarmT = TypeVar("WarmT")
+HttpT = TypeVar("HttpT")
 
 
 class Answer(dict[str, Any]):
@@ -119,10 +120,50 @@ def _body(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
-class _Face(Generic[AnswerT, StreamT, ListT, WarmT]):
-    """The methods both clients share; each face defines how a call is performed."""
+class _Face(Generic[AnswerT, StreamT, ListT, WarmT, HttpT]):
+    """The constructor and methods both clients share; a face performs the calls."""
 
-    core: Core
+    def __init__(
+        self,
+        host: str | Sequence[str] | HostPool | None = None,
+        *,
+        api: Api = "ollama",
+        tiers: Tiers | Mapping[str, str] | None = None,
+        cache: ResponseCache | None = None,
+        timeouts: AdaptiveTimeouts | None = None,
+        fallback: bool = False,
+        retries: int = 2,
+        cooldown_s: float = 5.0,
+        concurrency: int = 4,
+        headers: Mapping[str, str] | None = None,
+        on_record: Callable[[CallRecord], None] | None = None,
+        http: HttpT | Lanes[HttpT] | None = None,
+    ) -> None:
+        self.core = _core(
+            host,
+            api=api,
+            tiers=tiers,
+            cache=cache,
+            timeouts=timeouts,
+            fallback=fallback,
+            retries=retries,
+            cooldown_s=cooldown_s,
+            headers=headers,
+            on_record=on_record,
+        )
+        self.concurrency = concurrency
+        self._owns_http = http is None
+        self.lanes: Lanes[HttpT]
+        if isinstance(http, Lanes):
+            self.lanes = http
+        elif http is not None:
+            given = http
+            self.lanes = Lanes(lambda: given, most=1)
+        else:
+            self.lanes = Lanes(self._new_http)
+
+    def _new_http(self) -> HttpT:
+        raise NotImplementedError
 
     def _perform(self, call: Call) -> Any:
         raise NotImplementedError
@@ -414,7 +455,7 @@ LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
 
 
 class OllamaClient(
-    _Face[Answer, Iterator[Answer], Answer, dict[str, float]],
+    _Face[Answer, Iterator[Answer], Answer, dict[str, float], httpx.Client],
 ):
     """The sync client.
 
@@ -424,45 +465,12 @@ class OllamaClient(
     ``tiers``: tier → model; ``cache``: a :class:`ResponseCache` (``None``: no cache);
     ``timeouts``: the per-tier limits and their adaptation; ``fallback``: retry a timed-out
     call on the next faster tier; ``retries``: how many times a connection failure or a 503
-    is retried on another host; ``on_record``: called with every call's record.
+    is retried on another host; ``on_record``: called with every call's record; ``http``: an
+    ``httpx.Client`` (or :class:`~pytest_llmperf.lanes.Lanes` of them) to send through.
     """
 
-    def __init__(
-        self,
-        host: str | Sequence[str] | HostPool | None = None,
-        *,
-        api: Api = "ollama",
-        tiers: Tiers | Mapping[str, str] | None = None,
-        cache: ResponseCache | None = None,
-        timeouts: AdaptiveTimeouts | None = None,
-        fallback: bool = False,
-        retries: int = 2,
-        cooldown_s: float = 5.0,
-        concurrency: int = 4,
-        headers: Mapping[str, str] | None = None,
-        on_record: Callable[[CallRecord], None] | None = None,
-        http: httpx.Client | Lanes[httpx.Client] | None = None,
-    ) -> None:
-        self.core = _core(
-            host,
-            api=api,
-            tiers=tiers,
-            cache=cache,
-            timeouts=timeouts,
-            fallback=fallback,
-            retries=retries,
-            cooldown_s=cooldown_s,
-            headers=headers,
-            on_record=on_record,
-        )
-        self.concurrency = concurrency
-        self._owns_http = http is None
-        if isinstance(http, Lanes):
-            self.lanes = http
-        elif http is not None:
-            self.lanes = Lanes(lambda: http, most=1)
-        else:
-            self.lanes = Lanes(lambda: httpx.Client(limits=LIMITS))
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client(limits=LIMITS)
 
     def _perform(self, call: Call) -> Any:
         __tracebackhide__ = True
@@ -514,6 +522,7 @@ class AsyncOllamaClient(
         Awaitable[AsyncIterator[Answer]],
         Awaitable[Answer],
         Awaitable[dict[str, float]],
+        httpx.AsyncClient,
     ],
 ):
     """The async client: the same calls as :class:`OllamaClient`, to be awaited.
@@ -522,42 +531,8 @@ class AsyncOllamaClient(
     iterator of chunks.
     """
 
-    def __init__(
-        self,
-        host: str | Sequence[str] | HostPool | None = None,
-        *,
-        api: Api = "ollama",
-        tiers: Tiers | Mapping[str, str] | None = None,
-        cache: ResponseCache | None = None,
-        timeouts: AdaptiveTimeouts | None = None,
-        fallback: bool = False,
-        retries: int = 2,
-        cooldown_s: float = 5.0,
-        concurrency: int = 4,
-        headers: Mapping[str, str] | None = None,
-        on_record: Callable[[CallRecord], None] | None = None,
-        http: httpx.AsyncClient | Lanes[httpx.AsyncClient] | None = None,
-    ) -> None:
-        self.core = _core(
-            host,
-            api=api,
-            tiers=tiers,
-            cache=cache,
-            timeouts=timeouts,
-            fallback=fallback,
-            retries=retries,
-            cooldown_s=cooldown_s,
-            headers=headers,
-            on_record=on_record,
-        )
-        self.concurrency = concurrency
-        self._owns_http = http is None
-        if isinstance(http, Lanes):
-            self.lanes = http
-        elif http is not None:
-            self.lanes = Lanes(lambda: http, most=1)
-        else:
-            self.lanes = Lanes(lambda: httpx.AsyncClient(limits=LIMITS))
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(limits=LIMITS)
 
     async def _perform(self, call: Call) -> Any:
         __tracebackhide__ = True

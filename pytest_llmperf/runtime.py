@@ -7,6 +7,7 @@ that must outlive a test lives here, keyed by the settings that shape it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -50,31 +51,25 @@ class Runtime:
         return self._pools[urls]
 
     def client(self, settings: Settings, emulator: Callable[[], str]) -> OllamaClient:
-        return OllamaClient(
-            self.pool(settings, emulator),
-            api=_api(settings),
-            tiers=Tiers.parse(settings.tiers),
-            cache=self.cache(settings),
-            timeouts=self.timeouts(settings),
-            fallback=settings.fallback,
-            retries=settings.retries,
-            concurrency=settings.concurrency,
-            on_record=self.router,
-            http=self.lanes,
-        )
+        return OllamaClient(**self._options(settings, emulator), http=self.lanes)
 
     def async_client(self, settings: Settings, emulator: Callable[[], str]) -> AsyncOllamaClient:
-        return AsyncOllamaClient(
-            self.pool(settings, emulator),
-            api=_api(settings),
-            tiers=Tiers.parse(settings.tiers),
-            cache=self.cache(settings),
-            timeouts=self.timeouts(settings),
-            fallback=settings.fallback,
-            retries=settings.retries,
-            concurrency=settings.concurrency,
-            on_record=self.router,
-        )
+        # an async client's connections belong to its event loop: it makes its own
+        return AsyncOllamaClient(**self._options(settings, emulator))
+
+    def _options(self, settings: Settings, emulator: Callable[[], str]) -> dict[str, Any]:
+        """What both clients are made with: the shared state and the test's settings."""
+        return {
+            "host": self.pool(settings, emulator),
+            "api": _api(settings),
+            "tiers": Tiers.parse(settings.tiers),
+            "cache": self.cache(settings),
+            "timeouts": self.timeouts(settings),
+            "fallback": settings.fallback,
+            "retries": settings.retries,
+            "concurrency": settings.concurrency,
+            "on_record": self.router,
+        }
 
     def problems(self) -> list[str]:
         """What went wrong with the shared state, for the end of the run (Redis down)."""
