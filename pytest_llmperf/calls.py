@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import zlib
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
@@ -171,6 +172,7 @@ class _Trace:
         "attempt",
         "cache",
         "call",
+        "digest",
         "emitted",
         "fallback_from",
         "final",
@@ -198,6 +200,7 @@ class _Trace:
         self.tier: str | None = None
         self.host: str | None = None
         self.cache = "off"
+        self.digest: str | None = None  # of the request body, to spot repeats the cache missed
         self.limits: Limits | None = None
         self.retries = 0
         self.fallback_from: tuple[str, ...] = ()
@@ -251,6 +254,7 @@ class _Trace:
             None if error is None else f"{type(error).__name__}: {error}",
             error.phase if isinstance(error, LLMTimeoutError) else None,
             timing,
+            self.digest,
         )
 
     def _recorded_times(self, ttft: float | None) -> tuple[float | None, float, list[float]]:
@@ -464,6 +468,7 @@ class Core:
         else:
             payload = {**request, "stream": stream}
         content = _COMPACT.encode(payload).encode()
+        trace.digest = f"{zlib.crc32(content):08x}"
         began = perf_counter()
         deadline = began + limits.total
         waiting = "first_token" if stream and limits.first_token < limits.total else "total"

@@ -1,12 +1,15 @@
-"""The ``llmperf`` command: ``llmperf serve`` runs the Ollama emulator on a port."""
+"""The ``llmperf`` command: ``serve`` runs the Ollama emulator on a port; ``compare`` gates a
+run's validation report against a baseline's."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from pytest_llmperf import gate
 from pytest_llmperf.errors import LLMPerfError
 
 
@@ -72,7 +75,59 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    _add_compare(commands)
     return parser
+
+
+def _argument(parse: Callable[[str], float]) -> Callable[[str], float]:
+    """``parse`` for argparse: its ValueError's message becomes argparse's."""
+
+    def convert(value: str) -> float:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _add_compare(commands: Any) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="compare a validation report with a baseline; exit 1 on a latency regression",
+        description=(
+            "Compare CURRENT with BASELINE per model and per test. A regression needs the "
+            "median or p95 of a call's total time or time to first token to grow beyond the "
+            "threshold, and a one-sided Mann-Whitney U test on the raw calls to find it "
+            "significant. Exit status: 0 none, 1 a regression (0 with --warn), 2 bad input."
+        ),
+    )
+    compare.add_argument("baseline", type=Path, help="the baseline report (JSON)")
+    compare.add_argument("current", type=Path, help="the report of the run to judge (JSON)")
+    compare.add_argument(
+        "--threshold",
+        type=_argument(gate.parse_threshold),
+        default=gate.THRESHOLD,
+        help="smallest growth of the median or p95 that counts (default 10%%)",
+    )
+    compare.add_argument(
+        "--alpha",
+        type=_argument(gate.parse_alpha),
+        default=gate.ALPHA,
+        help="significance level of the Mann-Whitney U test (default 0.01)",
+    )
+    compare.add_argument(
+        "--markdown", type=Path, metavar="PATH", help="also write the result as Markdown here"
+    )
+    compare.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write every finding as JSON here"
+    )
+    compare.add_argument(
+        "--all", action="store_true", help="list every comparison, not only what moved"
+    )
+    compare.add_argument(
+        "--warn", action="store_true", help="report regressions but exit 0 (to start soft)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "compare":
+            return _compare(args)
     except LLMPerfError as exc:
         print(f"llmperf: error: {exc}", file=sys.stderr)
         return 2
@@ -99,6 +156,22 @@ def _serve(args: argparse.Namespace) -> int:
         max_loaded_models=args.max_loaded_models,
     )
     serve_forever(app, args.host, args.port, args.log_level)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    base = gate.load(args.baseline, "baseline")
+    current = gate.load(args.current, "current")
+    comparison = gate.compare(
+        base, current, threshold=args.threshold, alpha=args.alpha, baseline=str(args.baseline)
+    )
+    for line in gate.table(comparison, everything=args.all):
+        print(line)
+    gate.write_outputs(
+        comparison, markdown_path=args.markdown, json_path=args.json, everything=args.all
+    )
+    if comparison.regressions and not args.warn:
+        return 1
     return 0
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the heavy parts (httpx, uvicorn, vcrpy, redis) load when a 
     from pytest_llmperf.cassettes import CassetteSession
     from pytest_llmperf.client import AsyncOllamaClient, OllamaClient
     from pytest_llmperf.emulator.server import EmulatorServer
+    from pytest_llmperf.gate import Comparison
     from pytest_llmperf.runtime import Runtime
 
 SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
@@ -44,6 +45,8 @@ class _Run:
         self.path: Path | None = None
         self.data: dict[str, object] | None = None
         self.problem: str | None = None
+        self.baseline: dict[str, object] | None = None
+        self.comparison: Comparison | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.collector.add(report.nodeid, report.when, report.outcome, report.duration, report)
@@ -59,6 +62,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _settings.add_options(parser)
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_llmperf import hooks
+
+    pluginmanager.add_hookspecs(hooks)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
     config.stash[SUITE_BUDGETS_KEY] = _budget.suite_budgets(settings.budgets)
@@ -66,6 +75,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_KEY] = run = _Run()
     if not hasattr(config, "workerinput"):  # only the controller collects and reports
         config.pluginmanager.register(run, "llmperf-run")
+        if settings.baseline is not None:  # read it now: a bad path should not cost a run
+            from pytest_llmperf import gate
+
+            try:
+                run.baseline = gate.load(settings.baseline, "baseline")
+            except ConfigurationError as exc:
+                raise pytest.UsageError(f"--llm-baseline: {exc}") from None
     config.addinivalue_line(
         "markers",
         f"{SETTINGS_MARKER}(**fields): override pytest-llmperf settings (cache, tiers, hosts, "
@@ -140,6 +156,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("llmperf")
         for line in _report.terminal_lines(run.data, run.path):
             terminalreporter.write_line(line)
+    if run.comparison is not None:
+        from pytest_llmperf import gate
+
+        regressed = bool(run.comparison.regressions)
+        for line in gate.table(run.comparison):
+            terminalreporter.write_line(line, red=regressed, green=not regressed)
     if run.problem:
         terminalreporter.write_line(f"llmperf: {run.problem}", red=True)
     if RUNTIME_KEY in config.stash:
@@ -168,12 +190,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     run = config.stash[RUN_KEY]
     settings = config.stash[SETTINGS_KEY]
-    if settings.report == "off" or (not settings.report and not run.collector.calls):
+    nothing = settings.report == "off" or (not settings.report and not run.collector.calls)
+    if nothing and run.baseline is None:
         return
     import dataclasses
     import time
 
     run.data = _report.build(run.collector, dataclasses.asdict(settings), run.started, time.time())
+    if run.baseline is not None:
+        _gate(session, run, settings)
+    config.hook.pytest_llmperf_report(report=run.data, config=config)
+    if settings.report == "off":
+        return
     if settings.report:
         path = Path(settings.report)
     else:
@@ -184,6 +212,28 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         run.problem = str(exc)
         return
     run.path = path
+
+
+def _gate(session: pytest.Session, run: _Run, settings: _settings.Settings) -> None:
+    """Compare the run with the baseline; a regression fails the run in enforce mode."""
+    from pytest_llmperf import gate
+
+    assert run.data is not None and run.baseline is not None
+    run.comparison = comparison = gate.compare(
+        run.baseline,
+        run.data,
+        threshold=settings.baseline_threshold,
+        alpha=settings.baseline_alpha,
+        baseline=str(settings.baseline),
+    )
+    run.data["baseline"] = comparison.to_dict()
+    try:
+        gate.write_outputs(comparison, markdown_path=settings.baseline_markdown)
+    except ConfigurationError as exc:
+        run.problem = str(exc)
+    enforced = comparison.regressions and settings.baseline_mode == "enforce"
+    if enforced and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(wrapper=True)

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.recommend import recommend
 from pytest_llmperf.stats import quantile
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = "report-schema-v1.json"
+TOP = 3  # recommendations shown in the terminal summary
 
 
 @dataclass
@@ -110,6 +112,16 @@ def build(
     passed = sum(1 for t in judged if t.outcome == "passed")
     every_call = [call for t in tests for call in t.calls]
     replayed = sum(1 for call in every_call if call.get("timing") == "recorded")
+    entries = [
+        {
+            "nodeid": t.nodeid,
+            "outcome": t.outcome,
+            "duration_s": t.duration_s,
+            "calls": t.calls,
+            "violations": t.violations,
+        }
+        for t in tests
+    ]
     from pytest_llmperf import __version__
 
     return {
@@ -141,17 +153,9 @@ def build(
             if judged
             else "no tests",
         },
-        "tests": [
-            {
-                "nodeid": t.nodeid,
-                "outcome": t.outcome,
-                "duration_s": t.duration_s,
-                "calls": t.calls,
-                "violations": t.violations,
-            }
-            for t in tests
-        ],
+        "tests": entries,
         "models": model_statistics(every_call),
+        "recommendations": recommend(entries),
     }
 
 
@@ -197,7 +201,7 @@ def schema() -> dict[str, Any]:
 
 
 def terminal_lines(data: Mapping[str, Any], path: Path | None) -> list[str]:
-    """A compact table per model, and where the report went."""
+    """A compact table per model, the top recommendations, and where the report went."""
     models: Mapping[str, Mapping[str, Any]] = data["models"]
     violations: dict[str, int] = {}
     for test in data["tests"]:
@@ -220,6 +224,11 @@ def terminal_lines(data: Mapping[str, Any], path: Path | None) -> list[str]:
                 f"{(f'{speed:.1f}' if speed else '-'):>7} {stats['cache_hits']:>6} "
                 f"{violations.get(model, 0):>5}"
             )
+    recommendations = data.get("recommendations") or []
+    for item in recommendations[:TOP]:
+        lines.append(f"{item['severity']}: {item['message']} [{item['id']}]")
+    if len(recommendations) > TOP:
+        lines.append(f"... {len(recommendations) - TOP} more recommendations in the report")
     summary = data["summary"]
     lines.append(
         f"tests {summary['success']}, {summary['calls']} LLM calls, "

@@ -46,6 +46,11 @@ class Settings:
     budgets: tuple[str, ...] = ()
     report: str = ""
     report_dir: str = "."
+    baseline: Path | None = None
+    baseline_threshold: float = 0.10
+    baseline_alpha: float = 0.01
+    baseline_mode: str = "enforce"
+    baseline_markdown: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,18 @@ def _budget_line(value: str) -> str:
 
     suite_budgets([value])
     return value.strip()
+
+
+def _relative(value: str) -> float:
+    from pytest_llmperf.gate import parse_threshold
+
+    return parse_threshold(value)
+
+
+def _probability(value: str) -> float:
+    from pytest_llmperf.gate import parse_alpha
+
+    return parse_alpha(value)
 
 
 def _switch(value: str) -> bool:
@@ -405,10 +422,60 @@ OPTIONS += (
         "DIR",
     ),
 )
+OPTIONS += (
+    Option(
+        "baseline",
+        "--llm-baseline",
+        "llm_baseline",
+        "LLMPERF_BASELINE",
+        "compare this run with a baseline validation report and fail it on a latency "
+        "regression (see llmperf compare)",
+        _path,
+        "PATH",
+    ),
+    Option(
+        "baseline_threshold",
+        "--llm-baseline-threshold",
+        "llm_baseline_threshold",
+        "LLMPERF_BASELINE_THRESHOLD",
+        "smallest growth of a median or p95 that counts as a regression (default 0.1, i.e. "
+        "10 percent)",
+        _relative,
+        "CHANGE",
+    ),
+    Option(
+        "baseline_alpha",
+        "--llm-baseline-alpha",
+        "llm_baseline_alpha",
+        "LLMPERF_BASELINE_ALPHA",
+        "significance level of the Mann-Whitney U test on the raw calls (default 0.01)",
+        _probability,
+        "P",
+    ),
+    Option(
+        "baseline_mode",
+        "--llm-baseline-mode",
+        "llm_baseline_mode",
+        "LLMPERF_BASELINE_MODE",
+        "enforce (a regression fails the run, default) or warn (it is only reported)",
+        _choice("enforce", "warn"),
+        "MODE",
+    ),
+    Option(
+        "baseline_markdown",
+        "--llm-baseline-markdown",
+        "llm_baseline_markdown",
+        "LLMPERF_BASELINE_MARKDOWN",
+        "also write the comparison as Markdown here (e.g. $GITHUB_STEP_SUMMARY)",
+        _path,
+        "PATH",
+    ),
+)
 BY_FIELD = {option.field: option for option in OPTIONS}
-# Settings of the session's emulator, which one test cannot change.
+# Settings of the whole session (its emulator, report and baseline), which one test cannot change.
 SESSION_ONLY = frozenset(
     {"emulator_profiles", "emulator_gguf", "emulator_time_scale", "report", "report_dir"}
+    | {field for field in BY_FIELD if field.startswith("baseline")}
 )
 
 

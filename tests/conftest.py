@@ -31,6 +31,16 @@ STORIES_DEFAULT = (
 FAST_SCALE = 0.05
 
 
+@pytest.fixture(autouse=True)
+def _no_asyncio_in_inner_runs(request: pytest.FixtureRequest) -> None:
+    """pytester's inner runs leave pytest-asyncio out (its unset-loop-scope warning is not
+    ours); a test that wants it passes ``-p asyncio``."""
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS for its runs: set after
+        monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+        monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio")
+
+
 @pytest.fixture
 def catalogue() -> Catalogue:
     """The shipped profiles at 1/20 of their delays and without jitter."""

@@ -128,3 +128,37 @@ def test_under_xdist_the_report_holds_exactly_the_same_calls(pytester: pytest.Py
 
     assert calls(spread) == calls(alone)
     assert spread["summary"] == alone["summary"]
+
+
+def test_recommendations_reach_the_report_and_the_terminal_and_a_hook_adds_to_them(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        """
+        def pytest_llmperf_report(report, config):
+            report.setdefault("extra", {})["seen_by_hook"] = len(report["tests"])
+            report["recommendations"].append(
+                {"id": "team-rule", "severity": "info", "message": "from the conftest",
+                 "evidence": {"calls": report["summary"]["calls"]}}
+            )
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_cold(ollama_client):
+            ollama_client.generate(tier="complex", prompt="hi", options={"num_predict": 2})
+        """
+    )
+    result = pytester.runpytest("--llm-report", "r.json", *FAST)
+    result.assert_outcomes(passed=1)
+    data = load(pytester.path / "r.json")
+    assert data["extra"] == {"seen_by_hook": 1}
+    assert [item["id"] for item in data["recommendations"]] == ["cold-load", "team-rule"]
+    assert data["recommendations"][0]["evidence"]["model"] == "llama3:8b"
+    result.stdout.fnmatch_lines(
+        [
+            "warning: test test_recommendations_reach_the_report_and_the_terminal_and_a_hook*.py"
+            "::test_cold spent *% of its LLM time loading llama3:8b: warm it up * ?cold-load?",
+            "info: from the conftest ?team-rule?",
+        ]
+    )
