@@ -22,7 +22,7 @@ PER_CALL = ("total", "ttft", "tokens_per_s")
 PER_TEST = ("calls", "tokens", "wall", "p50", "p95", "p99")
 MODES = ("enforce", "warn", "off")
 SECONDS = {"total", "ttft", "wall", "p50", "p95", "p99"}
-COUNTS = {"calls", "tokens"}
+COUNTS = {"calls", "tokens", "runs"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Budget:
     p50: float | None = None
     p95: float | None = None
     p99: float | None = None
+    runs: int | None = None
     mode: str | None = None
 
     @classmethod
@@ -100,7 +101,7 @@ def _checked(name: str, value: Any, where: str) -> Any:
         raise ValueError(f"{where}: {name}={value!r} must be {kind}")
     if name in COUNTS and not isinstance(value, int):
         raise ValueError(f"{where}: {name}={value!r} must be a whole number")
-    if value <= 0 and not (name in COUNTS and value == 0):
+    if value <= 0 and not (name in COUNTS and value == 0 and name != "runs"):
         raise ValueError(f"{where}: {name}={value!r} must be above 0")
     return value
 
@@ -122,16 +123,30 @@ def judged(records: Iterable[CallRecord]) -> list[CallRecord]:
 
 
 def judge(
-    budget: Budget, records: Sequence[CallRecord], tiers: Mapping[str, Budget] | None = None
+    budget: Budget,
+    records: Sequence[CallRecord],
+    tiers: Mapping[str, Budget] | None = None,
+    runs: Sequence[int] = (),
 ) -> list[Violation]:
-    """Every limit ``records`` went past; per-call limits come from ``budget`` over the tier's."""
+    """Every limit ``records`` went past; per-call limits come from ``budget`` over the tier's.
+
+    ``runs``: where each run of the test ended (indexes into ``records``) when it ran more
+    than once; ``calls``, ``tokens`` and ``wall`` are then judged per run.
+    """
     calls = judged(records)
     found: list[Violation] = []
     for number, record in enumerate(calls, 1):
         suite = (tiers.get(record.tier or "") or tiers.get("*")) if tiers else None
         limits = budget.over(suite) if suite else budget
         found.extend(_per_call(limits, record, number, len(calls)))
-    found.extend(_per_test(budget, calls))
+    if len(runs) > 1:
+        start = 0
+        for number, end in enumerate(runs, 1):
+            found.extend(_per_run(budget, judged(records[start:end]), f"run {number}: "))
+            start = end
+    else:
+        found.extend(_per_run(budget, calls, ""))
+    found.extend(_percentiles(budget, calls, len(runs)))
     return found
 
 
@@ -173,7 +188,7 @@ def _per_call(budget: Budget, record: CallRecord, number: int, count: int) -> li
     return found
 
 
-def _per_test(budget: Budget, calls: Sequence[CallRecord]) -> list[Violation]:
+def _per_run(budget: Budget, calls: Sequence[CallRecord], where: str) -> list[Violation]:
     found = []
     if budget.calls is not None and len(calls) > budget.calls:
         found.append(
@@ -182,7 +197,7 @@ def _per_test(budget: Budget, calls: Sequence[CallRecord]) -> list[Violation]:
                 len(calls),
                 budget.calls,
                 None,
-                f"{len(calls)} calls > budget {budget.calls} calls",
+                f"{where}{len(calls)} calls > budget {budget.calls} calls",
             )
         )
     tokens = sum(record.output_tokens or 0 for record in calls)
@@ -193,16 +208,26 @@ def _per_test(budget: Budget, calls: Sequence[CallRecord]) -> list[Violation]:
                 tokens,
                 budget.tokens,
                 None,
-                f"{tokens} output tokens > budget {budget.tokens} tokens",
+                f"{where}{tokens} output tokens > budget {budget.tokens} tokens",
             )
         )
     wall = sum(record.total_s for record in calls)
     if budget.wall is not None and wall > budget.wall:
         found.append(
             Violation(
-                "wall", wall, budget.wall, None, f"LLM time {wall:.3g} s > budget {budget.wall:g} s"
+                "wall",
+                wall,
+                budget.wall,
+                None,
+                f"{where}LLM time {wall:.3g} s > budget {budget.wall:g} s",
             )
         )
+    return found
+
+
+def _percentiles(budget: Budget, calls: Sequence[CallRecord], runs: int) -> list[Violation]:
+    found = []
+    over = f" over {runs} runs" if runs > 1 else ""
     totals = [record.total_s for record in calls]
     for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
         limit = getattr(budget, name)
@@ -215,7 +240,8 @@ def _per_test(budget: Budget, calls: Sequence[CallRecord]) -> list[Violation]:
                         measured,
                         limit,
                         None,
-                        f"{name} of {len(totals)} calls {measured:.3g} s > budget {limit:g} s",
+                        f"{name} of {len(totals)} calls{over} {measured:.3g} s > budget "
+                        f"{limit:g} s",
                     )
                 )
     return found
@@ -287,7 +313,7 @@ def suite_budgets(lines: Iterable[str]) -> dict[str, Budget]:
             raise ValueError(f"cannot read budget {line!r}: write TIER: total=2 ttft=0.5")
         where = f"budget for tier {tier.strip()}"
         budget = Budget.parse(text, where)
-        extra = [name for name in (*PER_TEST, "mode") if getattr(budget, name) is not None]
+        extra = [name for name in (*PER_TEST, "runs", "mode") if getattr(budget, name) is not None]
         if extra:
             raise ValueError(
                 f"{where}: {extra[0]} is a limit on a whole test; a tier's budget takes the "

@@ -32,6 +32,7 @@ PASSED_KEY = pytest.StashKey[bool]()
 VIOLATIONS_KEY = pytest.StashKey[list[dict[str, object]]]()
 SUITE_BUDGETS_KEY = pytest.StashKey[dict[str, _budget.Budget]]()
 RUN_KEY = pytest.StashKey["_Run"]()
+RUNS_KEY = pytest.StashKey[int]()
 
 
 class _Run:
@@ -90,8 +91,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{BUDGET_MARKER}(*, total=None, ttft=None, tokens_per_s=None, calls=None, tokens=None, "
-        "wall=None, p50=None, p95=None, p99=None, mode=None): fail this test when its LLM "
-        "calls go past these limits (seconds, tokens/s, counts)",
+        "wall=None, p50=None, p95=None, p99=None, runs=None, mode=None): fail this test when "
+        "its LLM calls go past these limits (seconds, tokens/s, counts); runs=N runs it N times",
     )
     config.addinivalue_line(
         "markers",
@@ -178,6 +179,7 @@ def pytest_runtest_makereport(
     if report.when == "call":
         item.stash[PASSED_KEY] = report.passed
         report.llm_violations = item.stash.get(VIOLATIONS_KEY, [])  # type: ignore[attr-defined]
+        report.llm_runs = item.stash.get(RUNS_KEY, 1)  # type: ignore[attr-defined]
     elif report.when == "teardown" and RECORDER_KEY in item.stash:
         records = item.stash[RECORDER_KEY].records
         report.llm_calls = [record.to_dict() for record in records]  # type: ignore[attr-defined]
@@ -238,8 +240,11 @@ def _gate(session: pytest.Session, run: _Run, settings: _settings.Settings) -> N
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """After the test body: judge its calls against its budget."""
+    """After the test body: run it again if its budget asks for runs, then judge its calls."""
     yield
+    benchmark = getattr(item, "funcargs", {}).get("benchmark")
+    if benchmark is not None and RECORDER_KEY in item.stash:  # pytest-benchmark's fixture
+        _report.add_to_benchmark(benchmark, item.stash[RECORDER_KEY].records)
     settings = item.config.stash[SETTINGS_KEY]
     tiers = item.config.stash[SUITE_BUDGETS_KEY]
     marked = list(item.iter_markers(BUDGET_MARKER))
@@ -248,11 +253,16 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     budget = _budget.Budget()
     for marker in reversed(marked):
         budget = _budget.Budget.from_marker(marker.args, marker.kwargs, item.nodeid).over(budget)
+    records = item.stash[RECORDER_KEY].records
+    runs = [len(records)]
+    for _ in range((budget.runs or 1) - 1):
+        item.runtest()
+        runs.append(len(records))
+    item.stash[RUNS_KEY] = len(runs)
     mode = budget.mode or settings.budget_mode
     if mode == "off":
         return
-    records = item.stash[RECORDER_KEY].records
-    violations = _budget.judge(budget, records, tiers)
+    violations = _budget.judge(budget, records, tiers, runs)
     if not violations:
         return
     calls = _budget.judged(records)

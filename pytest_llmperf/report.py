@@ -22,6 +22,7 @@ from typing import Any
 
 from pytest_llmperf.errors import ConfigurationError
 from pytest_llmperf.recommend import recommend
+from pytest_llmperf.records import CallRecord
 from pytest_llmperf.stats import quantile
 
 SCHEMA_VERSION = 1
@@ -36,6 +37,7 @@ class TestEntry:
     nodeid: str
     outcome: str = "passed"
     duration_s: float = 0.0
+    runs: int = 1
     calls: list[dict[str, Any]] = field(default_factory=list)
     violations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -59,6 +61,7 @@ class Collector:
         violations = getattr(extra, "llm_violations", None)
         if violations:
             entry.violations.extend(violations)
+        entry.runs = max(entry.runs, getattr(extra, "llm_runs", 1))
 
     @property
     def calls(self) -> int:
@@ -91,6 +94,19 @@ def model_statistics(calls: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, 
     return out
 
 
+def add_to_benchmark(benchmark: Any, records: Sequence[CallRecord]) -> None:
+    """Put the test's LLM statistics in pytest-benchmark's ``extra_info["llm"]``."""
+    extra = getattr(benchmark, "extra_info", None)
+    if not isinstance(extra, dict) or not records:
+        return
+    calls = [record.to_dict() for record in records]
+    extra["llm"] = {
+        "calls": len(calls),
+        "cache_hits": sum(1 for call in calls if call["cache_hit"]),
+        "models": model_statistics(calls),
+    }
+
+
 def _percentiles(values: Sequence[float]) -> dict[str, float]:
     return {
         "mean": sum(values) / len(values),
@@ -117,6 +133,7 @@ def build(
             "nodeid": t.nodeid,
             "outcome": t.outcome,
             "duration_s": t.duration_s,
+            "runs": t.runs,
             "calls": t.calls,
             "violations": t.violations,
         }

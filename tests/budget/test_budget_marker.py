@@ -46,6 +46,8 @@ def run(pytester: pytest.Pytester, budget: str, calls: int = 1, *args: str) -> p
         ("p50=1e-6", 3, "  p50 of 3 calls * s > budget 1e-06 s"),
         ("p95=1e-6", 3, "  p95 of 3 calls * s > budget 1e-06 s"),
         ("p99=1e-6", 3, "  p99 of 3 calls * s > budget 1e-06 s"),
+        ("p95=1e-6, runs=4", 1, "  p95 of 4 calls over 4 runs * s > budget 1e-06 s"),
+        ("calls=1, runs=2", 2, "  run 1: 2 calls > budget 1 calls"),
     ],
 )
 def test_each_budget_fails_with_its_message(
@@ -54,7 +56,7 @@ def test_each_budget_fails_with_its_message(
     result = run(pytester, budget, calls)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*LLM budget exceeded in test_budget.py::test_calls (1 violation):", line, "hint: *"]
+        ["*LLM budget exceeded in test_budget.py::test_calls (* violation*):", line, "hint: *"]
     )
 
 
@@ -76,6 +78,40 @@ def test_each_budget_passes_within_its_limit(
     run(pytester, budget, calls).assert_outcomes(passed=1)
 
 
+def test_runs_repeat_the_body_and_judge_percentiles_over_every_run(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        bodies = []
+
+        @pytest.fixture
+        def setups():
+            bodies.append("setup")
+            return bodies
+
+        @pytest.mark.llm_budget(p95=60, calls=1, runs=5)
+        def test_repeated(ollama_client, llm_calls, setups):
+            setups.append("body")
+            ollama_client.generate(tier="fast", prompt="hi", options={"num_predict": 2})
+            # each run sees the calls of the runs before it
+            assert len(llm_calls) == setups.count("body")
+
+        def test_counts():
+            assert bodies == ["setup"] + ["body"] * 5
+        """
+    )
+    result = pytester.runpytest(*FAST, "-p", "no:randomly", "--llm-report", "r.json")
+    result.assert_outcomes(passed=2)
+    import json
+
+    data = json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))
+    [repeated] = [t for t in data["tests"] if t["nodeid"].endswith("test_repeated")]
+    assert (repeated["runs"], len(repeated["calls"])) == (5, 5)
+
+
 def test_a_per_call_violation_shows_the_breakdown(pytester: pytest.Pytester) -> None:
     result = run(pytester, "total=1e-6")
     result.stdout.fnmatch_lines(
@@ -87,6 +123,8 @@ def test_a_per_call_violation_shows_the_breakdown(pytester: pytest.Pytester) -> 
     ("budget", "message"),
     [
         ("2.0", "give budgets as keywords, e.g. llm_budget(total=2.0)"),
+        ("runs=0", "runs=0 must be above 0"),
+        ("runs=2.5", "runs=2.5 must be a whole number"),
         ("totl=2", "unknown budget 'totl'; the budgets are total, ttft, tokens_per_s,*"),
         ("total='fast'", "total='fast' must be a number of seconds"),
         ("calls=1.5", "calls=1.5 must be a whole number"),

@@ -112,22 +112,31 @@ def test_an_unwritable_report_path_is_reported_and_changes_no_result(
 
 
 def test_under_xdist_the_report_holds_exactly_the_same_calls(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_suite=SUITE.format(n=24))
+    """A few hundred tests under -n 4: not a record lost, none counted twice."""
+    pytester.makepyfile(test_suite=SUITE.format(n=300))
     pytester.runpytest("--llm-report", "one.json", *FAST).assert_outcomes(
-        passed=25, failed=1, skipped=1
+        passed=301, failed=1, skipped=1
     )
-    result = pytester.runpytest("-n", "3", "--llm-report", "many.json", *FAST)
-    result.assert_outcomes(passed=25, failed=1, skipped=1)
+    result = pytester.runpytest("-n", "4", "--llm-report", "many.json", *FAST)
+    result.assert_outcomes(passed=301, failed=1, skipped=1)
     alone, spread = load(pytester.path / "one.json"), load(pytester.path / "many.json")
 
-    def calls(data: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    def calls(data: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
         return {
-            test["nodeid"]: [(c["model"], c["route"]) for c in test["calls"]]
+            test["nodeid"]: [
+                (c["model"], c["route"], c["request_digest"], c["output_tokens"], c["outcome"])
+                for c in test["calls"]
+            ]
             for test in data["tests"]
         }
 
+    assert len(spread["tests"]) == len(alone["tests"]) == 303
     assert calls(spread) == calls(alone)
     assert spread["summary"] == alone["summary"]
+    assert spread["summary"]["calls"] == 301
+    assert {m: s["calls"] for m, s in spread["models"].items()} == {
+        m: s["calls"] for m, s in alone["models"].items()
+    }
 
 
 def test_recommendations_reach_the_report_and_the_terminal_and_a_hook_adds_to_them(
@@ -162,3 +171,38 @@ def test_recommendations_reach_the_report_and_the_terminal_and_a_hook_adds_to_th
             "info: from the conftest ?team-rule?",
         ]
     )
+
+
+BENCHMARKED = """
+def test_benchmarked(benchmark, ollama_client):
+    def ask():
+        return ollama_client.generate(
+            tier="fast", prompt="hi", options={"num_predict": 2, "temperature": 0}
+        )
+
+    benchmark.pedantic(ask, rounds=3, iterations=1)
+"""
+
+
+def test_pytest_benchmark_gets_the_llm_statistics_in_extra_info(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bench=BENCHMARKED)
+    result = pytester.runpytest("--benchmark-json", "bench.json", "--llm-report", "r.json", *FAST)
+    result.assert_outcomes(passed=1)
+    [bench] = json.loads((pytester.path / "bench.json").read_text(encoding="utf-8"))["benchmarks"]
+    llm = bench["extra_info"]["llm"]
+    assert (llm["calls"], llm["cache_hits"]) == (3, 2)  # the memory cache answers the repeats
+    assert llm["models"]["llama3.2:1b"]["calls"] == 3
+    assert llm["models"]["llama3.2:1b"]["total_s"]["p50"] > 0
+    assert load(pytester.path / "r.json")["summary"]["calls"] == 3
+
+
+def test_under_xdist_pytest_benchmark_is_off_and_the_report_still_counts(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_bench=BENCHMARKED)
+    result = pytester.runpytest("-n", "2", "--llm-report", "r.json", *FAST)
+    result.assert_outcomes(passed=1)
+    data = load(pytester.path / "r.json")
+    [test] = data["tests"]
+    assert test["outcome"] == "passed"
+    assert len(test["calls"]) == 1  # pytest-benchmark runs a disabled benchmark's body once
