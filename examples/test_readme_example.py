@@ -37,3 +37,8 @@ def test_chat_replays_offline(ollama_client, llm_cassette):
 @pytest.mark.llm_budget(total=5.0, ttft=2.0, calls=2)
 def test_answers_within_budget(ollama_client):
     ollama_client.generate(tier="fast", prompt="One word for blue?")
+
+
+@pytest.mark.llm_budget(p95=5.0, calls=1, runs=5)
+def test_p95_over_five_runs(ollama_client):
+    ollama_client.generate(tier="fast", prompt="One word for green?")

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
+
+import jsonschema
+import pytest
+
+from pytest_llmperf.report import schema
+
+FAST = ["--llm-emulator-time-scale", "0.02", "-p", "no:cacheprovider"]
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -17,8 +25,12 @@ def is_test(block: str) -> bool:
     return block.lstrip().startswith(("def test_", "@pytest.mark"))
 
 
+def is_conftest(block: str) -> bool:
+    return "def pytest_" in block
+
+
 def python_blocks() -> list[str]:
-    return [block for block in all_blocks() if not is_test(block)]
+    return [block for block in all_blocks() if not (is_test(block) or is_conftest(block))]
 
 
 def test_readme_python_examples_run() -> None:
@@ -36,3 +48,26 @@ def test_fixture_example_in_readme_runs_in_examples() -> None:
     example = (README.parent / "examples" / "test_readme_example.py").read_text(encoding="utf-8")
     assert len(blocks) >= 3
     assert all(block in example for block in blocks)
+
+
+def test_conftest_examples_in_readme_are_in_the_examples_conftest() -> None:
+    blocks = [block for block in all_blocks() if is_conftest(block)]
+    conftest = (README.parent / "examples" / "conftest.py").read_text(encoding="utf-8")
+    assert blocks
+    assert all(block in conftest for block in blocks)
+
+
+def test_the_report_hook_example_adds_to_the_report(pytester: pytest.Pytester) -> None:
+    [hook] = [block for block in all_blocks() if "def pytest_llmperf_report" in block]
+    pytester.makeconftest(hook)
+    pytester.makepyfile(
+        """
+        def test_one(ollama_client):
+            ollama_client.generate(tier="fast", prompt="hi")
+        """
+    )
+    result = pytester.runpytest("--llm-report", "r.json", "-m", "not slow", *FAST)
+    result.assert_outcomes(passed=1)
+    data = json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))
+    jsonschema.validate(data, schema())
+    assert data["extra"] == {"selected": "not slow"}
