@@ -19,8 +19,8 @@ from __future__ import annotations
 import itertools
 import json
 import time
-import zlib
 from collections.abc import Generator, Mapping, Sequence
+from hashlib import blake2b
 from typing import Any
 
 import httpx
@@ -468,7 +468,7 @@ class Core:
         else:
             payload = {**request, "stream": stream}
         content = _COMPACT.encode(payload).encode()
-        trace.digest = f"{zlib.crc32(content):08x}"
+        trace.digest = blake2b(content, digest_size=8).hexdigest()
         began = perf_counter()
         deadline = began + limits.total
         waiting = "first_token" if stream and limits.first_token < limits.total else "total"

@@ -45,7 +45,7 @@ class _Run:
         self.collector = _report.Collector()
         self.path: Path | None = None
         self.data: dict[str, object] | None = None
-        self.problem: str | None = None
+        self.problems: list[str] = []
         self.baseline: dict[str, object] | None = None
         self.comparison: Comparison | None = None
 
@@ -163,8 +163,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         regressed = bool(run.comparison.regressions)
         for line in gate.table(run.comparison):
             terminalreporter.write_line(line, red=regressed, green=not regressed)
-    if run.problem:
-        terminalreporter.write_line(f"llmperf: {run.problem}", red=True)
+    for problem in run.problems:
+        terminalreporter.write_line(f"llmperf: {problem}", red=True)
     if RUNTIME_KEY in config.stash:
         for line in config.stash[RUNTIME_KEY].problems():
             terminalreporter.write_line(f"llmperf: {line}", yellow=True)
@@ -192,8 +192,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     run = config.stash[RUN_KEY]
     settings = config.stash[SETTINGS_KEY]
-    nothing = settings.report == "off" or (not settings.report and not run.collector.calls)
-    if nothing and run.baseline is None:
+    write = settings.report != "off" and (settings.report or run.collector.calls)
+    if not write and run.baseline is None:
         return
     import dataclasses
     import time
@@ -202,7 +202,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if run.baseline is not None:
         _gate(session, run, settings)
     config.hook.pytest_llmperf_report(report=run.data, config=config)
-    if settings.report == "off":
+    if not write:
         return
     if settings.report:
         path = Path(settings.report)
@@ -211,7 +211,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     try:
         _report.write(path, run.data)
     except ConfigurationError as exc:
-        run.problem = str(exc)
+        run.problems.append(str(exc))
         return
     run.path = path
 
@@ -230,9 +230,11 @@ def _gate(session: pytest.Session, run: _Run, settings: _settings.Settings) -> N
     )
     run.data["baseline"] = comparison.to_dict()
     try:
-        gate.write_outputs(comparison, markdown_path=settings.baseline_markdown)
+        gate.write_outputs(
+            comparison, markdown_path=settings.baseline_markdown, append_markdown=True
+        )
     except ConfigurationError as exc:
-        run.problem = str(exc)
+        run.problems.append(str(exc))
     enforced = comparison.regressions and settings.baseline_mode == "enforce"
     if enforced and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

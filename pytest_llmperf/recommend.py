@@ -38,8 +38,8 @@ def cold_loads(tests: Sequence[Test]) -> list[Recommendation]:
     """Tests whose calls to a model spent most of their time loading it."""
     per: dict[tuple[str, str], list[float]] = {}  # (model, test) -> [load, total]
     for nodeid, call in _calls(tests):
-        if call.get("timing") == "recorded":
-            continue
+        if call.get("timing") == "recorded" or call.get("cache_hit"):
+            continue  # a cache hit keeps its answer's load_duration, but loaded nothing
         load = float((call.get("server") or {}).get("load_s") or 0.0)
         seen = per.setdefault((str(call["model"]), nodeid), [0.0, 0.0])
         seen[0] += load
@@ -118,12 +118,19 @@ def over_budget(tests: Sequence[Test]) -> list[Recommendation]:
 
 
 def uncached_repeats(tests: Sequence[Test]) -> list[Recommendation]:
-    """The same request sent more than once while the cache could not answer it."""
+    """The same request sent more than once while the cache could not answer it.
+
+    A test that runs its body again by design (``runs=N``, pytest-benchmark's rounds) repeats
+    its requests on purpose: those repeats don't count, only repeats across tests do.
+    """
+    by_design = {str(test["nodeid"]) for test in tests if test.get("repeated")}
     groups: dict[tuple[str, str], list[tuple[str, Call]]] = {}
     for nodeid, call in _calls(tests):
         digest = call.get("request_digest")
         if digest and call.get("cache") in ("bypass", "off") and call.get("timing") != "recorded":
-            groups.setdefault((str(call["model"]), digest), []).append((nodeid, call))
+            group = groups.setdefault((str(call["model"]), digest), [])
+            if not (nodeid in by_design and any(seen == nodeid for seen, _ in group)):
+                group.append((nodeid, call))
     repeated = [group for group in groups.values() if len(group) > 1]
     if not repeated:
         return []
@@ -173,8 +180,11 @@ def near_limits(tests: Sequence[Test]) -> list[Recommendation]:
         if len(calls) < 5:
             continue
         for phase, field in (("total", "total_s"), ("first_token", "ttft_s")):
-            values = [float(c[field]) for c in calls if c.get(field) is not None]
-            limits = [float(c["limits"][phase]) for c in calls if c["limits"].get(phase)]
+            # the first-token limit applies to streams only: a whole answer's first token
+            # comes with its last
+            judged = [c for c in calls if phase == "total" or c.get("stream")]
+            values = [float(c[field]) for c in judged if c.get(field) is not None]
+            limits = [float(c["limits"][phase]) for c in judged if c["limits"].get(phase)]
             if not values or not limits:
                 continue
             p99, limit = quantile(values, 0.99), min(limits)

@@ -74,7 +74,7 @@ class CallRecord:
     error: str | None = None
     timeout_phase: str | None = None
     timing: str = "live"
-    request_digest: str | None = None  # CRC-32 of the request sent; None for cache hits
+    request_digest: str | None = None  # a hash of the request sent; None for cache hits
 
     @property
     def tokens_per_s(self) -> float | None:

@@ -38,6 +38,7 @@ class TestEntry:
     outcome: str = "passed"
     duration_s: float = 0.0
     runs: int = 1
+    repeated: bool = False
     calls: list[dict[str, Any]] = field(default_factory=list)
     violations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -62,6 +63,7 @@ class Collector:
         if violations:
             entry.violations.extend(violations)
         entry.runs = max(entry.runs, getattr(extra, "llm_runs", 1))
+        entry.repeated = entry.repeated or getattr(extra, "llm_repeated", False)
 
     @property
     def calls(self) -> int:
@@ -79,7 +81,12 @@ def model_statistics(calls: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, 
         totals = [float(c["total_s"]) for c in items]
         ttfts = [float(c["ttft_s"]) for c in items if c.get("ttft_s") is not None]
         speeds = [float(c["tokens_per_s"]) for c in items if c.get("tokens_per_s")]
-        load = sum(float((c.get("server") or {}).get("load_s") or 0.0) for c in items)
+        # a cache hit keeps its answer's load_duration, but loaded nothing
+        load = sum(
+            float((c.get("server") or {}).get("load_s") or 0.0)
+            for c in items
+            if not c.get("cache_hit")
+        )
         out[model] = {
             "calls": len(items),
             "total_s": _percentiles(totals),
@@ -134,6 +141,7 @@ def build(
             "outcome": t.outcome,
             "duration_s": t.duration_s,
             "runs": t.runs,
+            "repeated": t.repeated,
             "calls": t.calls,
             "violations": t.violations,
         }

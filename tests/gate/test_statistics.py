@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from pytest_llmperf.gate import mann_whitney_greater, smallest_p
+from pytest_llmperf.gate import holm, mann_whitney_greater, smallest_p
 
 
 def by_enumeration(current: list[float], base: list[float]) -> float:
@@ -39,14 +39,34 @@ def test_without_ties_the_p_value_is_exact(seed: int) -> None:
     )
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_with_ties_the_normal_approximation_stays_close(seed: int) -> None:
+@pytest.mark.parametrize("seed", range(12))
+def test_with_ties_small_samples_are_exact_too(seed: int) -> None:
     rng = random.Random(seed)
-    current = [float(rng.randint(0, 6) + seed % 3) for _ in range(8)]
-    base = [float(rng.randint(0, 6)) for _ in range(8)]
+    current = [float(rng.randint(0, 4) + seed % 3) for _ in range(rng.randint(2, 8))]
+    base = [float(rng.randint(0, 4)) for _ in range(rng.randint(2, 8))]
     assert mann_whitney_greater(current, base) == pytest.approx(
-        by_enumeration(current, base), abs=0.03
+        by_enumeration(current, base), abs=1e-12
     )
+
+
+def test_with_ties_large_samples_use_the_normal_approximation() -> None:
+    rng = random.Random(7)
+    current = [float(rng.randint(0, 9) + 1) for _ in range(14)]
+    base = [float(rng.randint(0, 9)) for _ in range(14)]  # C(28, 14): too many to count
+    # a Monte Carlo estimate of the exact p-value, 20,000 shuffles, seeded
+    pooled, observed = current + base, sum((x > y) + 0.5 * (x == y) for x in current for y in base)
+    hits = 0
+    for _ in range(20_000):
+        rng.shuffle(pooled)
+        a, b = pooled[:14], pooled[14:]
+        hits += sum((x > y) + 0.5 * (x == y) for x in a for y in b) >= observed
+    assert mann_whitney_greater(current, base) == pytest.approx(hits / 20_000, abs=0.01)
+
+
+def test_holm_adjusts_step_down() -> None:
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([]) == []
+    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # 2 x 0.8 caps at 1
 
 
 def test_one_sided_in_the_direction_asked() -> None:

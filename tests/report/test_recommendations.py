@@ -121,3 +121,30 @@ def test_fallbacks_are_information() -> None:
     assert found["message"].startswith(
         "1 calls to llama3:8b timed out and were answered by llama3.2:3b instead"
     )
+
+
+def test_cache_hits_loaded_nothing() -> None:
+    # a cache hit keeps its answer's load_duration but took no time: no 160% load share
+    hit = call("m", 0.0001, cache="hit-memory", cache_hit=True, server={"load_s": 0.5})
+    assert ids([entry("t::a", call("m", 1.0, server={"load_s": 0.1}), hit)]) == []
+
+
+def test_the_first_token_limit_is_judged_on_streams_only() -> None:
+    whole = [
+        call(total=4.5, stream=False, limits={"total": 10.0, "first_token": 5.0}) for _ in range(6)
+    ]
+    assert ids([entry("t::a", *whole)]) == []
+    streamed = [
+        call(total=4.5, stream=True, limits={"total": 10.0, "first_token": 2.5}) for _ in range(6)
+    ]
+    [found] = recommend([entry("t::a", *streamed)])
+    assert "p99 ttft (2.25 s) is 90% of its first_token limit (2.5 s)" in found["message"]
+
+
+def test_repeats_by_design_count_only_across_tests() -> None:
+    same = {"cache": "bypass", "request_digest": "abcd1234"}
+    looped = entry("t::runs", call(**same), call(**same), call(**same))
+    looped["repeated"] = True
+    assert ids([looped]) == []
+    [found] = recommend([looped, entry("t::other", call(**same))])
+    assert found["message"].startswith("1 calls repeated an earlier identical request")
