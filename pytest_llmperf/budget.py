@@ -106,6 +106,23 @@ def _checked(name: str, value: Any, where: str) -> Any:
     return value
 
 
+def cannot_repeat(runs: int, fixtures: Sequence[str], cassette: bool) -> str | None:
+    """Why a test cannot run its body ``runs`` times, or None."""
+    if "benchmark" in fixtures:
+        return (
+            f"runs={runs} repeats the test body, and pytest-benchmark's fixture can be used "
+            "once per test: let benchmark's rounds do the repeating (its extra_info gets the "
+            "LLM figures), or drop runs"
+        )
+    if cassette or "llm_cassette" in fixtures:
+        return (
+            f"runs={runs} repeats the test body, and a cassette replays each recorded answer "
+            "once: drop runs (a replayed call is judged on its recorded timing), or record "
+            "without the cassette"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Violation:
     """One limit a test's calls went past."""

@@ -143,6 +143,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             check(marker, f"marker {marker.name} on {metafunc.definition.nodeid}")
         except ValueError as exc:
             pytest.fail(str(exc), pytrace=False)
+    runs = _runs(metafunc.definition)
+    if runs > 1:
+        cassette = metafunc.definition.get_closest_marker(CASSETTE_MARKER) is not None
+        problem = _budget.cannot_repeat(runs, metafunc.fixturenames, cassette)
+        if problem:
+            pytest.fail(
+                f"marker {BUDGET_MARKER} on {metafunc.definition.nodeid}: {problem}", pytrace=False
+            )
+
+
+def _runs(node: pytest.Item) -> int:
+    """How many times the closest ``llm_budget(runs=N)`` runs the test (1 without it)."""
+    for marker in node.iter_markers(BUDGET_MARKER):
+        if "runs" in marker.kwargs:
+            return int(marker.kwargs["runs"])
+    return 1
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -179,7 +195,10 @@ def pytest_runtest_makereport(
     if report.when == "call":
         item.stash[PASSED_KEY] = report.passed
         report.llm_violations = item.stash.get(VIOLATIONS_KEY, [])  # type: ignore[attr-defined]
-        report.llm_runs = item.stash.get(RUNS_KEY, 1)  # type: ignore[attr-defined]
+        report.llm_runs = runs = item.stash.get(RUNS_KEY, 1)  # type: ignore[attr-defined]
+        # the body ran more than once by design: runs=N, or pytest-benchmark's rounds
+        benchmarked = "benchmark" in getattr(item, "fixturenames", ())
+        report.llm_repeated = runs > 1 or benchmarked  # type: ignore[attr-defined]
     elif report.when == "teardown" and RECORDER_KEY in item.stash:
         records = item.stash[RECORDER_KEY].records
         report.llm_calls = [record.to_dict() for record in records]  # type: ignore[attr-defined]
@@ -257,10 +276,14 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         budget = _budget.Budget.from_marker(marker.args, marker.kwargs, item.nodeid).over(budget)
     records = item.stash[RECORDER_KEY].records
     runs = [len(records)]
-    for _ in range((budget.runs or 1) - 1):
-        item.runtest()
+    for number in range(2, (budget.runs or 1) + 1):
+        item.stash[RUNS_KEY] = number
+        try:
+            item.runtest()
+        except BaseException:
+            item.add_report_section("call", "llmperf", f"failed in run {number} of {budget.runs}")
+            raise
         runs.append(len(records))
-    item.stash[RUNS_KEY] = len(runs)
     mode = budget.mode or settings.budget_mode
     if mode == "off":
         return
@@ -338,6 +361,9 @@ def _llmperf_test_settings(
     uses_cassette = request.node.get_closest_marker(CASSETTE_MARKER) is not None
     if uses_cassette or "llm_cassette" in request.fixturenames:
         # every request must reach the cassette: a cache hit would leave it out
+        settings = replace(settings, cache="off")
+    elif _runs(request.node) > 1:
+        # runs=N measures the server N times: the cache would answer runs 2 to N
         settings = replace(settings, cache="off")
     return settings
 

@@ -241,3 +241,90 @@ def test_budgets_judge_a_replayed_cassette_on_its_recorded_timing(
     )
     pytester.makepyfile(test_replayed=REPLAYED.format(ttft=10, timing="recorded"))
     pytester.runpytest("--llm-host", "127.0.0.1:9", *slow).assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("decorators", "fixtures", "message"),
+    [
+        ("", "benchmark", "runs=3 repeats the test body, and pytest-benchmark's fixture"),
+        ("@pytest.mark.llm_cassette", "", "runs=3 repeats the test body, and a cassette"),
+        ("", "llm_cassette", "runs=3 repeats the test body, and a cassette"),
+    ],
+)
+def test_runs_refuses_what_cannot_repeat(
+    pytester: pytest.Pytester, decorators: str, fixtures: str, message: str
+) -> None:
+    args = ", ".join(["ollama_client", *([fixtures] if fixtures else [])])
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.llm_budget(p95=60, runs=3)
+        {decorators}
+        def test_repeated({args}):
+            pass
+        """
+    )
+    result = pytester.runpytest(*FAST)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*marker llm_budget on test_runs_refuses*: {message}*"])
+
+
+def test_runs_measure_the_server_not_the_cache(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm_budget(p95=60, runs=3)
+        def test_repeated(ollama_client, llm_calls):
+            ollama_client.generate(tier="fast", prompt="hi", options={"temperature": 0})
+            assert {call.cache for call in llm_calls} == {"off"}
+        """
+    )
+    result = pytester.runpytest(*FAST[:-2], "--llm-cache", "memory")
+    result.assert_outcomes(passed=1)
+
+
+def test_a_failing_run_is_named_and_counted(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        count = []
+
+        @pytest.mark.llm_budget(p95=60, runs=4)
+        def test_repeated(ollama_client):
+            count.append(1)
+            ollama_client.generate(tier="fast", prompt="hi")
+            assert len(count) < 2, "the second run fails"
+        """
+    )
+    result = pytester.runpytest(*FAST, "--llm-report", "r.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*llmperf*", "*failed in run 2 of 4*"])
+    import json
+
+    data = json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))
+    [test] = data["tests"]
+    assert (test["runs"], len(test["calls"]), test["repeated"]) == (2, 2, True)
+
+
+def test_runs_under_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llm_budget(p95=60, calls=1, runs=3)
+        async def test_repeated(async_ollama_client, llm_calls):
+            await async_ollama_client.generate(tier="fast", prompt="hi")
+        """
+    )
+    result = pytester.runpytest("-p", "asyncio", *FAST, "--llm-report", "r.json")
+    result.assert_outcomes(passed=1)
+    import json
+
+    [test] = json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))["tests"]
+    assert (test["runs"], len(test["calls"])) == (3, 3)
