@@ -15,6 +15,7 @@ import asyncio
 import base64
 import os
 import time
+import urllib.request
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -49,6 +50,7 @@ from pytest_llmperf.protocol import Api, parse_host
 from pytest_llmperf.records import CallRecord
 from pytest_llmperf.tiers import Tiers
 from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
+from pytest_llmperf.transport import AsyncLoopTransport
 
 T = TypeVar("T")
 AnswerT = TypeVar("AnswerT")
@@ -532,7 +534,7 @@ class AsyncOllamaClient(
     """
 
     def _new_http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(limits=LIMITS)
+        return httpx.AsyncClient(limits=LIMITS, mounts=_plain_http())
 
     async def _perform(self, call: Call) -> Any:
         __tracebackhide__ = True
@@ -573,6 +575,19 @@ class AsyncOllamaClient(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _plain_http() -> dict[str, httpx.AsyncBaseTransport] | None:
+    """Our asyncio transport for ``http://`` URLs, unless the environment names a proxy.
+
+    httpx's own async transport costs about five times the CPU per call (see
+    :mod:`pytest_llmperf.transport`), which is what many calls at once wait on; https and
+    proxied requests stay with it.
+    """
+    proxies = urllib.request.getproxies()
+    if proxies.get("http") or proxies.get("all"):
+        return None
+    return {"http://": AsyncLoopTransport(LIMITS)}
 
 
 # --- the drivers: perform the core's steps --------------------------------------------------
