@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import time
 import urllib.request
@@ -534,7 +535,7 @@ class AsyncOllamaClient(
     """
 
     def _new_http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(limits=LIMITS, mounts=_plain_http())
+        return _OwnAsyncClient()
 
     async def _perform(self, call: Call) -> Any:
         __tracebackhide__ = True
@@ -577,17 +578,78 @@ class AsyncOllamaClient(
         await self.aclose()
 
 
-def _plain_http() -> dict[str, httpx.AsyncBaseTransport] | None:
-    """Our asyncio transport for ``http://`` URLs, unless the environment names a proxy.
+_httpx_log = logging.getLogger("httpx")
 
-    httpx's own async transport costs about five times the CPU per call (see
-    :mod:`pytest_llmperf.transport`), which is what many calls at once wait on; https and
-    proxied requests stay with it.
+
+class _OwnAsyncClient(httpx.AsyncClient):
+    """The async face's own httpx client, with our transport for ``http://`` hosts.
+
+    httpx's own async transport costs about five times the CPU per call of
+    :class:`~pytest_llmperf.transport.AsyncLoopTransport` (see that module), and the CPU is
+    what many calls at once wait on; https and proxied requests (a proxy named in the
+    environment) stay with httpx's transport.
+
+    :meth:`send_plain` sends a call's request to an ``http://`` host straight through that
+    transport, skipping what ``AsyncClient.send`` does that these clients never use (auth,
+    event hooks, redirects, which the client does not follow) and building the request
+    from headers merged once per host: about 0.1 ms less CPU per call, a quarter of it.
+    Cookies keep httpx's rules: a response's ``Set-Cookie`` goes to the client's jar, and
+    while the jar holds any, requests go through ``AsyncClient.send`` to carry them.
     """
-    proxies = urllib.request.getproxies()
-    if proxies.get("http") or proxies.get("all"):
-        return None
-    return {"http://": AsyncLoopTransport(LIMITS)}
+
+    def __init__(self) -> None:
+        proxies = urllib.request.getproxies()
+        proxied = bool(proxies.get("http") or proxies.get("all"))
+        self.plain = None if proxied else AsyncLoopTransport(LIMITS)
+        mounts: dict[str, httpx.AsyncBaseTransport] | None = None
+        if self.plain is not None:
+            mounts = {"http://": self.plain}
+        super().__init__(limits=LIMITS, mounts=mounts)
+        # (url, extra headers) -> the request headers but Content-Length, as httpx sets them
+        self._heads: dict[tuple[int, int], tuple[Any, Any, httpx.Headers]] = {}
+
+    def takes_plain(self, url: httpx.URL) -> bool:
+        return self.plain is not None and url.scheme == "http" and not self.cookies
+
+    async def send_plain(self, step: Open) -> httpx.Response:
+        """Send ``step``'s request through our transport; the response (read if whole)."""
+        url, extra, content = step.url, step.headers, step.content
+        found = self._heads.get((id(url), id(extra)))
+        if found is None or found[0] is not url or found[1] is not extra:
+            prepared = httpx.Headers({"Host": url.netloc.decode("ascii")})
+            prepared.update(self.headers)
+            if extra:
+                prepared.update(extra)
+            found = self._heads[(id(url), id(extra))] = (url, extra, prepared)
+        headers = httpx.Headers(found[2])
+        if content is not None:
+            headers["Content-Length"] = str(len(content))
+        elif step.method in ("POST", "PUT", "PATCH"):
+            headers["Content-Length"] = "0"
+        request = httpx.Request(
+            step.method,
+            url,
+            headers=headers,
+            stream=httpx.ByteStream(content or b""),
+            extensions={"timeout": step.timeouts},
+        )
+        request.read()
+        response = await self.plain.handle_async_request(request)  # type: ignore[union-attr]
+        response.request = request
+        if _httpx_log.isEnabledFor(logging.INFO):
+            _httpx_log.info(
+                'HTTP Request: %s %s "%s %d %s"',
+                request.method,
+                url,
+                response.http_version,
+                response.status_code,
+                response.reason_phrase,
+            )
+        for name, _ in response.headers.raw:
+            if name.lower() == b"set-cookie":
+                self.cookies.extract_cookies(response)
+                break
+        return response
 
 
 # --- the drivers: perform the core's steps --------------------------------------------------
@@ -789,14 +851,21 @@ class _AsyncDriver:
         if kind is Open:
             if self.lane < 0:
                 self.lane, self.http = self.lanes.take()
-            request = self.http.build_request(
+            http = self.http
+            if type(http) is _OwnAsyncClient and http.takes_plain(step.url):
+                response = await http.send_plain(step)
+                self.opened.append(response)
+                if step.whole:
+                    await response.aread()
+                return response
+            request = http.build_request(
                 step.method,
                 step.url,
                 content=step.content,
                 headers=step.headers,
                 extensions={"timeout": step.timeouts},
             )
-            response = await self.http.send(request, stream=not step.whole)
+            response = await http.send(request, stream=not step.whole)
             self.opened.append(response)
             return response
         if kind is ReadBody:

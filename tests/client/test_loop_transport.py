@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from pytest_llmperf import AsyncOllamaClient, EmulatorServer, LLMTimeoutError, Recorder
-from pytest_llmperf.client import LIMITS
+from pytest_llmperf.calls import Open
+from pytest_llmperf.client import LIMITS, _OwnAsyncClient
 from pytest_llmperf.transport import AsyncLoopTransport
 
 Reader = asyncio.StreamReader
@@ -462,3 +463,45 @@ async def test_a_silent_emulator_is_a_first_token_timeout(live: EmulatorServer) 
         assert time.perf_counter() - began < 0.9
         answer = await client.generate("llama3.2:1b", "hi", timeout=5)
         assert json.dumps(answer)
+
+
+# --- the async face's own client: straight to the transport for http:// hosts -------------
+
+
+def open_step(url: str, headers: dict[str, str] | None = None) -> Open:
+    limits = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
+    return Open("POST", httpx.URL(url + "/api/x?y=1"), b'{"a":1}', limits, headers, True)
+
+
+async def test_send_plain_sends_what_httpx_would() -> None:
+    async with echo_server() as tiny:
+        own = _OwnAsyncClient()
+        async with own:
+            step = open_step(tiny.url, {"X-Extra": "1", "User-Agent": "mine"})
+            assert own.takes_plain(step.url)
+            response = await own.send_plain(step)
+            await response.aread()
+            assert (response.content, response.request.url) == (b'{"a":1}', step.url)
+            request = own.build_request(
+                "POST", step.url, content=step.content, headers=step.headers
+            )
+            await own.send(request)
+    assert tiny.heads[0] == tiny.heads[1]
+    assert b"\r\nUser-Agent: mine\r\n" in tiny.heads[0]
+
+
+async def test_cookies_are_kept_as_httpx_keeps_them() -> None:
+    async def handler(reader: Reader, writer: Writer) -> None:
+        while True:
+            body = await tiny.request(reader)
+            cookie = b"Set-Cookie: lb=node7; Path=/\r\n" if len(tiny.heads) == 1 else b""
+            writer.write(OK_HEAD + cookie + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+
+    async with Tiny(handler) as tiny, _OwnAsyncClient() as own:
+        await (await own.send_plain(open_step(tiny.url))).aread()
+        assert own.cookies.get("lb") == "node7"
+        step = open_step(tiny.url)
+        assert not own.takes_plain(step.url)  # the jar has a cookie: through send, with it
+        await own.send(own.build_request("POST", step.url, content=step.content))
+    assert b"\r\nCookie: lb=node7\r\n" in tiny.heads[1]
