@@ -51,7 +51,7 @@ from pytest_llmperf.protocol import Api, parse_host
 from pytest_llmperf.records import CallRecord
 from pytest_llmperf.tiers import Tiers
 from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
-from pytest_llmperf.transport import AsyncLoopTransport
+from pytest_llmperf.transport import AsyncLoopTransport, read_at_once
 
 T = TypeVar("T")
 AnswerT = TypeVar("AnswerT")
@@ -855,7 +855,7 @@ class _AsyncDriver:
             if type(http) is _OwnAsyncClient and http.takes_plain(step.url):
                 response = await http.send_plain(step)
                 self.opened.append(response)
-                if step.whole:
+                if step.whole and not read_at_once(response):
                     await response.aread()
                 return response
             request = http.build_request(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 import time
@@ -15,7 +16,7 @@ import pytest
 from pytest_llmperf import AsyncOllamaClient, EmulatorServer, LLMTimeoutError, Recorder
 from pytest_llmperf.calls import Open
 from pytest_llmperf.client import LIMITS, _OwnAsyncClient
-from pytest_llmperf.transport import AsyncLoopTransport
+from pytest_llmperf.transport import AsyncLoopTransport, read_at_once
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
@@ -243,6 +244,21 @@ async def test_connection_close_is_honoured(http: httpx.AsyncClient) -> None:
         for _ in range(2):
             await http.post(tiny.url, content=b"x", headers={"Connection": "close"})
         assert tiny.connections == 2
+
+
+async def test_a_closing_answer_with_a_length_ends_at_its_length(
+    http: httpx.AsyncClient,
+) -> None:
+    async def handler(reader: Reader, writer: Writer) -> None:
+        await tiny.request(reader)
+        writer.write(OK_HEAD + b"Connection: close\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await asyncio.sleep(1)  # slow to close: the answer must not wait for it
+
+    async with Tiny(handler) as tiny:
+        began = time.perf_counter()
+        assert (await http.post(tiny.url, content=b"x")).content == b"ok"
+        assert time.perf_counter() - began < 0.5
 
 
 async def test_a_connection_the_server_closed_while_idle_is_not_reused(
@@ -505,3 +521,30 @@ async def test_cookies_are_kept_as_httpx_keeps_them() -> None:
         assert not own.takes_plain(step.url)  # the jar has a cookie: through send, with it
         await own.send(own.build_request("POST", step.url, content=step.content))
     assert b"\r\nCookie: lb=node7\r\n" in tiny.heads[1]
+
+
+async def test_a_whole_body_is_read_at_once_unless_it_needs_decoding(
+    transport: AsyncLoopTransport,
+) -> None:
+    packed = gzip.compress(b"unpacked")
+
+    async def handler(reader: Reader, writer: Writer) -> None:
+        while True:
+            body = await tiny.request(reader)
+            extra = b"Content-Encoding: gzip\r\n" if body == b"gzip" else b""
+            answer = packed if extra else body
+            writer.write(OK_HEAD + extra + b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+            await writer.drain()
+
+    async with Tiny(handler) as tiny:
+        response = await transport.handle_async_request(
+            httpx.Request("POST", tiny.url, content=b"plain", extensions=timeouts())
+        )
+        assert read_at_once(response)
+        assert response.content == b"plain"
+        packed_response = await transport.handle_async_request(
+            httpx.Request("POST", tiny.url, content=b"gzip", extensions=timeouts())
+        )
+        assert not read_at_once(packed_response)
+        assert await packed_response.aread() == b"unpacked"
+        assert not read_at_once(httpx.Response(200, content=b"not ours"))
