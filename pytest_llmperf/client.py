@@ -51,7 +51,7 @@ from pytest_llmperf.protocol import Api, parse_host
 from pytest_llmperf.records import CallRecord
 from pytest_llmperf.tiers import Tiers
 from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
-from pytest_llmperf.transport import AsyncLoopTransport, read_at_once
+from pytest_llmperf.transport import AsyncLoopTransport, read_at_once, sets_cookies
 
 T = TypeVar("T")
 AnswerT = TypeVar("AnswerT")
@@ -645,10 +645,8 @@ class _OwnAsyncClient(httpx.AsyncClient):
                 response.status_code,
                 response.reason_phrase,
             )
-        for name, _ in response.headers.raw:
-            if name.lower() == b"set-cookie":
-                self.cookies.extract_cookies(response)
-                break
+        if sets_cookies(response):
+            self.cookies.extract_cookies(response)
         return response
 
 

@@ -39,13 +39,14 @@ monotonic = time.monotonic
 
 MAX_HEAD = 64 * 1024  # the most a response's status line and headers may take
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_SPACE = frozenset(b" \t")
 _NO_BODY = frozenset((204, 304))
 
 # how a response body ends
 _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2
 # where a chunked body is
 _SIZE, _DATA, _DATA_END, _TRAILERS = 0, 1, 2, 3
-_HEX = frozenset(b"0123456789abcdefABCDEF")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?")
 
 
 class _Timeout(Exception):
@@ -417,7 +418,7 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
         else:
             kind, length, keep = _CLOSE, 0, False
         body = _Body(self, conn, timeouts, kind, length, keep)
-        body.encoded = framing.encoded
+        body.encoded, body.cookies = framing.encoded, framing.cookies
         return httpx.Response(
             status,
             headers=headers,
@@ -438,7 +439,7 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
 def _head_end(buffer: bytearray) -> tuple[int, int] | None:
     """Where the status line and headers end in ``buffer`` (and the body starts), if they do."""
     at = buffer.find(b"\r\n\r\n")
-    if at >= 0 and b"\n\n" not in buffer[:at]:
+    if at >= 0 and buffer.find(b"\n\n", 0, at) < 0:
         return at, at + 4
     found = _HEAD_END.search(buffer) if b"\n" in buffer else None  # bare LF line ends
     return None if found is None else (found.start(), found.end())
@@ -447,9 +448,10 @@ def _head_end(buffer: bytearray) -> tuple[int, int] | None:
 class _Framing:
     """What the headers say about the body and the connection."""
 
-    __slots__ = ("chunked", "close", "encoded", "length", "until_close")
+    __slots__ = ("chunked", "close", "cookies", "encoded", "length", "until_close")
 
     def __init__(self) -> None:
+        self.cookies = False  # a Set-Cookie header
         self.encoded = False  # a Content-Encoding other than identity
         self.chunked = False  # the last transfer coding is chunked
         self.until_close = False  # another transfer coding: the body runs until the close
@@ -465,16 +467,20 @@ def _parse_head(head: bytes) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes
         raise httpx.RemoteProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
     headers: list[tuple[bytes, bytes]] = []
     for line in lines[1:]:
-        if line[:1] in (b" ", b"\t"):  # a folded continuation of the previous header
-            if not headers:
-                raise httpx.RemoteProtocolError("the headers start with a continuation line")
-            name, value = headers[-1]
-            headers[-1] = (name, value + b" " + line.strip(b" \t"))
-            continue
         name, colon, value = line.partition(b":")
-        if not colon or not name or name[-1:] in (b" ", b"\t"):
+        if not colon or not name or name[-1] in _SPACE or name[0] in _SPACE:
+            if line[:1] in (b" ", b"\t") and headers:  # a folded continuation
+                name, value = headers[-1]
+                headers[-1] = (name, value + b" " + line.strip(b" \t"))
+                continue
             raise httpx.RemoteProtocolError(f"a malformed response header: {line[:80]!r}")
         headers.append((name, value.strip(b" \t")))
+    return _framing(int(code), version, reason, headers)
+
+
+def _framing(
+    status: int, version: bytes, reason: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]], _Framing]:
     framing = _Framing()
     length: bytes | None = None
     keep_alive = False  # asked for by an HTTP/1.0 server
@@ -489,6 +495,8 @@ def _parse_head(head: bytes) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes
         elif lower == b"transfer-encoding":
             framing.chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
             framing.until_close = not framing.chunked  # another coding last: until the close
+        elif lower == b"set-cookie":
+            framing.cookies = True
         elif lower == b"content-encoding":
             framing.encoded = framing.encoded or value.strip().lower() not in (b"", b"identity")
         elif lower == b"connection":
@@ -501,7 +509,7 @@ def _parse_head(head: bytes) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes
         if not length.isdigit():
             raise httpx.RemoteProtocolError(f"a malformed Content-Length: {length[:20]!r}")
         framing.length = int(length)
-    return int(code), version, reason, headers, framing
+    return status, version, reason, headers, framing
 
 
 def read_at_once(response: httpx.Response) -> bool:
@@ -516,7 +524,16 @@ def read_at_once(response: httpx.Response) -> bool:
     if type(body) is not _Body or not body.finished or body.encoded or not _CONTENT_SETTABLE:
         return False
     response._content, body.pending = body.pending, b""  # what Response.aread() sets
+    response.is_stream_consumed = response.is_closed = True  # (the connection went back)
     return True
+
+
+def sets_cookies(response: httpx.Response) -> bool:
+    """Whether ``response`` has a Set-Cookie header (known from the parse, for our own)."""
+    body = response.stream
+    if type(body) is _Body:
+        return body.cookies
+    return any(name.lower() == b"set-cookie" for name, _ in response.headers.raw)
 
 
 def _content_settable() -> bool:
@@ -547,6 +564,7 @@ class _Body(httpx.AsyncByteStream):
     __slots__ = (
         "chunk",
         "conn",
+        "cookies",
         "encoded",
         "finished",
         "keep",
@@ -575,6 +593,7 @@ class _Body(httpx.AsyncByteStream):
         self.keep = keep
         self.finished = False
         self.encoded = False  # the body has a Content-Encoding: httpx decodes it
+        self.cookies = False  # the response sets cookies
         self.pending = self._take(conn)
 
     def _finish(self) -> None:
@@ -610,51 +629,57 @@ class _Body(httpx.AsyncByteStream):
     def _take_chunks(self, buffer: bytearray) -> bytes:
         parts: list[bytes] = []
         state, left = self.chunk, self.left
-        while buffer:
+        at, size = 0, len(buffer)
+        done = False
+        while at < size:
             if state == _DATA:
-                take = min(left, len(buffer))
-                parts.append(bytes(buffer[:take]) if take < len(buffer) else bytes(buffer))
-                del buffer[:take]
-                left -= take
-                if left:
+                end = at + left
+                if end > size:
+                    parts.append(bytes(buffer[at:]))
+                    left, at = end - size, size
                     break
-                state = _DATA_END
+                parts.append(bytes(buffer[at:end]))
+                at, left, state = end, 0, _DATA_END
             elif state == _DATA_END:
-                if buffer[:2] == b"\r\n":
-                    del buffer[:2]
-                elif buffer[:1] == b"\n":
-                    del buffer[:1]
-                elif buffer == b"\r":
-                    break
+                if buffer[at : at + 2] == b"\r\n":
+                    at += 2
+                elif buffer[at] == 10:  # a bare LF
+                    at += 1
+                elif buffer[at] == 13 and at + 1 == size:
+                    break  # the LF is still to come
                 else:
                     raise httpx.RemoteProtocolError("a chunk's data is not followed by CRLF")
                 state = _SIZE
             elif state == _SIZE:
-                end = buffer.find(b"\n")
+                end = buffer.find(b"\n", at)
                 if end < 0:
-                    if len(buffer) > MAX_HEAD:
+                    if size - at > MAX_HEAD:
                         raise httpx.RemoteProtocolError("a chunk size line is too long")
                     break
-                line = bytes(buffer[:end]).split(b";", 1)[0].strip()
-                if not line or not all(c in _HEX for c in line):
-                    raise httpx.RemoteProtocolError(f"a malformed chunk size: {line[:20]!r}")
-                del buffer[: end + 1]
-                left = int(line, 16)
+                found = _CHUNK_SIZE.fullmatch(buffer, at, end)
+                if found is None:
+                    line = bytes(buffer[at:end])
+                    raise httpx.RemoteProtocolError(f"a malformed chunk size line: {line[:20]!r}")
+                left, at = int(found[1], 16), end + 1
                 state = _DATA if left else _TRAILERS
             else:  # _TRAILERS: an empty line, or trailer lines and then an empty line
-                if buffer[:2] == b"\r\n" or buffer[:1] == b"\n":
-                    stop = 2 if buffer[:1] == b"\r" else 1
+                if buffer[at : at + 2] == b"\r\n":
+                    at += 2
+                elif buffer[at] == 10:
+                    at += 1
                 else:
-                    found = _HEAD_END.search(buffer)
-                    if found is None:
-                        if len(buffer) > MAX_HEAD:
+                    trailers = _HEAD_END.search(buffer, at)
+                    if trailers is None:
+                        if size - at > MAX_HEAD:
                             raise httpx.RemoteProtocolError("the trailers are too long")
                         break
-                    stop = found.end()
-                del buffer[:stop]
-                self._finish()
+                    at = trailers.end()
+                done = True
                 break
+        del buffer[:at]
         self.chunk, self.left = state, left
+        if done:
+            self._finish()  # (after the buffer holds nothing of this answer)
         if not parts:
             return b""
         return parts[0] if len(parts) == 1 else b"".join(parts)

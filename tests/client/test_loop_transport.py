@@ -308,6 +308,8 @@ async def test_malformed_answers_are_protocol_errors(http: httpx.AsyncClient) ->
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
         OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+        OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n0x2\r\nok\r\n0\r\n\r\n",
+        OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\nokX\r\n0\r\n\r\n",
     ]
 
     async def handler(reader: Reader, writer: Writer) -> None:
