@@ -605,8 +605,8 @@ class _OwnAsyncClient(httpx.AsyncClient):
         if self.plain is not None:
             mounts = {"http://": self.plain}
         super().__init__(limits=LIMITS, mounts=mounts)
-        # (url, extra headers) -> the request headers but Content-Length, as httpx sets them
-        self._heads: dict[tuple[int, int], tuple[Any, Any, httpx.Headers]] = {}
+        # (url, extra headers) -> the request headers as httpx sets them, per Content-Length
+        self._heads: dict[tuple[int, int], tuple[Any, Any, dict[int, httpx.Headers]]] = {}
 
     def takes_plain(self, url: httpx.URL) -> bool:
         return self.plain is not None and url.scheme == "http" and not self.cookies
@@ -616,16 +616,20 @@ class _OwnAsyncClient(httpx.AsyncClient):
         url, extra, content = step.url, step.headers, step.content
         found = self._heads.get((id(url), id(extra)))
         if found is None or found[0] is not url or found[1] is not extra:
-            prepared = httpx.Headers({"Host": url.netloc.decode("ascii")})
-            prepared.update(self.headers)
+            found = self._heads[(id(url), id(extra))] = (url, extra, {})
+        length = -1 if content is None else len(content)
+        headers = found[2].get(length)
+        if headers is None:  # (httpx.Request copies the headers it is given)
+            headers = httpx.Headers({"Host": url.netloc.decode("ascii")})
+            headers.update(self.headers)
             if extra:
-                prepared.update(extra)
-            found = self._heads[(id(url), id(extra))] = (url, extra, prepared)
-        headers = httpx.Headers(found[2])
-        if content is not None:
-            headers["Content-Length"] = str(len(content))
-        elif step.method in ("POST", "PUT", "PATCH"):
-            headers["Content-Length"] = "0"
+                headers.update(extra)
+            if content is not None:
+                headers["Content-Length"] = str(length)
+            elif step.method in ("POST", "PUT", "PATCH"):
+                headers["Content-Length"] = "0"
+            if len(found[2]) < 256:
+                found[2][length] = headers
         request = httpx.Request(
             step.method,
             url,
@@ -838,7 +842,8 @@ class _AsyncDriver:
 
     async def _close(self) -> None:
         for response in self.opened:
-            await response.aclose()
+            if not response.is_closed:
+                await response.aclose()
         if self.lane >= 0:
             self.lanes.give(self.lane)
             self.lane = -1

@@ -550,3 +550,28 @@ async def test_a_whole_body_is_read_at_once_unless_it_needs_decoding(
         assert not read_at_once(packed_response)
         assert await packed_response.aread() == b"unpacked"
         assert not read_at_once(httpx.Response(200, content=b"not ours"))
+
+
+async def test_read_limits_hold_across_the_waits_of_a_reused_connection(
+    http: httpx.AsyncClient,
+) -> None:
+    """One timer serves a connection's waits: a short limit before must not cut a long one."""
+
+    async def handler(reader: Reader, writer: Writer) -> None:
+        while True:
+            body = await tiny.request(reader)
+            await asyncio.sleep(float(body))
+            writer.write(OK_HEAD + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+
+    async with Tiny(handler) as tiny:
+        fast = await http.post(tiny.url, content=b"0", extensions=timeouts(read=0.1))
+        assert fast.content == b"0"
+        slow = await http.post(tiny.url, content=b"0.3", extensions=timeouts(read=1.0))
+        assert slow.content == b"0.3"  # the timer set for 0.1 s fired and was set again
+        began = time.perf_counter()
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(tiny.url, content=b"0.5", extensions=timeouts(read=0.15))
+        assert 0.14 < time.perf_counter() - began < 0.4
+        assert (await http.post(tiny.url, content=b"0")).content == b"0"
+        assert tiny.connections == 2  # the timed-out exchange spent its connection
