@@ -537,10 +537,12 @@ class AsyncOllamaClient(
     def _new_http(self) -> httpx.AsyncClient:
         return _OwnAsyncClient()
 
-    async def _perform(self, call: Call) -> Any:
+    def _perform(self, call: Call) -> Any:
         __tracebackhide__ = True
         driver = _AsyncDriver(self.lanes, self.core.run(call))
-        return driver.stream() if call.stream else await driver.result()
+        if call.stream:
+            return _ready(driver.stream())
+        return driver.result()  # (the coroutine itself: one level less per call)
 
     async def _perform_plain(self, steps: Steps) -> Any:
         __tracebackhide__ = True
@@ -655,6 +657,11 @@ class _OwnAsyncClient(httpx.AsyncClient):
 
 
 # --- the drivers: perform the core's steps --------------------------------------------------
+
+
+async def _ready(value: T) -> T:
+    """An awaitable of ``value``: ``await client.generate(..., stream=True)`` gives the stream."""
+    return value
 
 
 class _SyncDriver:

@@ -27,6 +27,7 @@ What it keeps of httpx's contract, so the rest of the client works unchanged:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import time
@@ -182,7 +183,8 @@ class _Connection(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         if self.transport is not None:
-            self.transport.abort()
+            with contextlib.suppress(RuntimeError):  # its event loop is closed already
+                self.transport.abort()
         self.pool._forget(self)
 
     def reusable(self, now: float, expiry: float | None) -> bool:
@@ -267,7 +269,8 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
                 return True
         return False
 
-    async def _acquire(self, origin: tuple[str, int], timeouts: dict[str, Any]) -> _Connection:
+    def _idle_one(self, origin: tuple[str, int]) -> _Connection | None:
+        """The most recently used idle connection to ``origin`` that can still be used."""
         idle = self._idle.get(origin)
         if idle:
             now = monotonic()
@@ -278,12 +281,14 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
                 if conn.reusable(now, expiry):
                     return conn
                 conn.close()
+        return None
+
+    async def _acquire(self, origin: tuple[str, int], timeouts: dict[str, Any]) -> _Connection:
+        """A new connection (none was idle), once the pool has room for it."""
         if self._max is not None and len(self._open) + self._connecting >= self._max:
             await self._wait_for_room(origin, timeouts)
-            idle = self._idle.get(origin)
-            if idle:  # one came back for this host while waiting
-                conn = idle.pop()
-                self._idle_count -= 1
+            conn = self._idle_one(origin)  # one came back for this host while waiting
+            if conn is not None:
                 return conn
         return await self._connect(origin, timeouts.get("connect"))
 
@@ -355,18 +360,24 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
             )
         origin = (url.raw_host.decode("ascii"), url.port or 80)
         timeouts: dict[str, Any] = request.extensions.get("timeout") or {}
-        conn = await self._acquire(origin, timeouts)
+        conn = self._idle_one(origin) or await self._acquire(origin, timeouts)
         try:
-            close = await self._send(conn, request, timeouts)
+            close, streamed, chunked = self._send_head(conn, request)
+            if streamed:
+                await self._send_body(conn, request, chunked, timeouts)
+            elif conn.paused:
+                await self._drain(conn, timeouts)
             return await self._receive(conn, request, timeouts, close)
         except BaseException:
             conn.close()
             raise
 
-    async def _send(
-        self, conn: _Connection, request: httpx.Request, timeouts: dict[str, Any]
-    ) -> bool:
-        """Send the request; whether it asks to close the connection after the answer."""
+    def _send_head(self, conn: _Connection, request: httpx.Request) -> tuple[bool, bool, bool]:
+        """Write the request's head, and its body if it is bytes already.
+
+        Returns whether the request asks to close the connection after the answer, whether
+        its body (a stream) is still to be sent, and whether that goes chunked.
+        """
         raw = request.headers.raw
         lines = b"".join([b"%s: %s\r\n" % pair for pair in raw])
         if lines.count(b"\n") != len(raw) or lines.count(b"\r") != len(raw):
@@ -384,11 +395,15 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
             body = None
         if body is not None:
             transport.write(head + body)
-            if conn.paused:
-                await self._drain(conn, timeouts)
-            return close
+            return close, False, False
         transport.write(head)
-        chunked = b"\ntransfer-encoding: chunked\r" in lowered
+        return close, True, b"\ntransfer-encoding: chunked\r" in lowered
+
+    async def _send_body(
+        self, conn: _Connection, request: httpx.Request, chunked: bool, timeouts: dict[str, Any]
+    ) -> None:
+        transport = conn.transport
+        assert transport is not None
         async for part in request.stream:  # type: ignore[union-attr]
             if not part:
                 continue
@@ -401,7 +416,6 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
             transport.write(b"0\r\n\r\n")
             if conn.paused:
                 await self._drain(conn, timeouts)
-        return close
 
     async def _drain(self, conn: _Connection, timeouts: dict[str, Any]) -> None:
         try:

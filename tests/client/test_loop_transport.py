@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import json
 import socket
@@ -575,3 +576,27 @@ async def test_read_limits_hold_across_the_waits_of_a_reused_connection(
         assert 0.14 < time.perf_counter() - began < 0.4
         assert (await http.post(tiny.url, content=b"0")).content == b"0"
         assert tiny.connections == 2  # the timed-out exchange spent its connection
+
+
+# the connection left behind belongs to a closed loop: it can only be dropped, and Python
+# warns when it is collected
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_transport_used_from_a_second_event_loop_opens_new_connections(
+    live: EmulatorServer,
+) -> None:
+    transport = AsyncLoopTransport(LIMITS)
+    url = live.url + "/api/version"
+
+    async def version(close: bool) -> tuple[str, int]:
+        request = httpx.Request("GET", url, extensions=timeouts())
+        response = await transport.handle_async_request(request)
+        await response.aread()
+        opened = len(transport._open)
+        if close:
+            await transport.aclose()
+        return json.loads(response.content)["version"], opened
+
+    first, opened = asyncio.run(version(close=False))  # leaves an idle connection behind
+    assert opened == 1
+    assert asyncio.run(version(close=True)) == (first, 1)  # dropped, and a new one opened
+    gc.collect()  # (its warning, here rather than at the end of the session)
