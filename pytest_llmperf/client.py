@@ -594,7 +594,8 @@ class _OwnAsyncClient(httpx.AsyncClient):
     :meth:`send_plain` sends a call's request to an ``http://`` host straight through that
     transport, skipping what ``AsyncClient.send`` does that these clients never use (auth,
     event hooks, redirects, which the client does not follow) and building the request
-    from headers merged once per host: about 0.1 ms less CPU per call, a quarter of it.
+    from headers merged once per URL and body length (the client's own headers are read
+    then: these clients are not handed out): about 0.1 ms less CPU per call, a quarter.
     Cookies keep httpx's rules: a response's ``Set-Cookie`` goes to the client's jar, and
     while the jar holds any, requests go through ``AsyncClient.send`` to carry them.
     """
