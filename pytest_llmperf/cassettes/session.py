@@ -1,8 +1,10 @@
 """Recording and replaying at httpx's transport, for every httpx client in the process.
 
 While a :class:`CassetteSession` is active, ``httpx.HTTPTransport.handle_request`` and
-``httpx.AsyncHTTPTransport.handle_async_request`` go through it, so the official ``ollama``
-client, the ``openai`` client, LangChain's and ours are all covered, sync and async.
+``httpx.AsyncHTTPTransport.handle_async_request`` go through it, and so does our own
+:class:`~pytest_llmperf.transport.AsyncLoopTransport` (the async client's ``http://``
+transport), so the official ``ollama`` client, the ``openai`` client, LangChain's and ours
+are all covered, sync and async.
 
 - **Recording** passes every chunk to the client as it arrives and copies it, with its
   arrival time, into the cassette: what the client sees, and when, is unchanged.
@@ -33,6 +35,7 @@ from pytest_llmperf.cassettes.matching import differences, normal_body, target
 from pytest_llmperf.cassettes.scrub import SCRUBBED, Scrubber
 from pytest_llmperf.cassettes.store import Cassette, Interaction
 from pytest_llmperf.errors import LLMPerfError
+from pytest_llmperf.transport import AsyncLoopTransport
 
 MODES = ("none", "once", "new_episodes", "all", "rewrite")
 perf_counter = time.perf_counter
@@ -71,10 +74,13 @@ def patched(session: CassetteSession) -> Iterator[CassetteSession]:
         saved.append((hx, sync_send, async_send))
         hx.HTTPTransport.handle_request = _sync_handler(session, sync_send, hx)
         hx.AsyncHTTPTransport.handle_async_request = _async_handler(session, async_send, hx)
+    own_send = AsyncLoopTransport.handle_async_request
+    AsyncLoopTransport.handle_async_request = _async_handler(session, own_send, httpx)  # type: ignore[method-assign]
     try:
         with session.foreign():
             yield session
     finally:
+        AsyncLoopTransport.handle_async_request = own_send  # type: ignore[method-assign]
         for hx, sync_send, async_send in saved:
             hx.HTTPTransport.handle_request = sync_send
             hx.AsyncHTTPTransport.handle_async_request = async_send
