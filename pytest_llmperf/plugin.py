@@ -2,47 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
-from pytest_llmperf import budget as _budget
 from pytest_llmperf import markers
-from pytest_llmperf import report as _report
 from pytest_llmperf import settings as _settings
-from pytest_llmperf.errors import ConfigurationError, LLMBudgetWarning
-from pytest_llmperf.records import Recorder, RecordRouter
+from pytest_llmperf.errors import ConfigurationError
 
-if TYPE_CHECKING:  # the heavy parts (httpx, uvicorn, vcrpy, redis) load when a test needs them
+# What a suite that makes no LLM calls does not use loads when a test needs it: the heavy
+# parts (httpx, uvicorn, vcrpy, redis), and the per-test hooks (tracking.py) with the
+# records, budgets and report they feed.
+if TYPE_CHECKING:
     from pytest_llmperf.cache import ResponseCache
     from pytest_llmperf.cassettes import CassetteSession
     from pytest_llmperf.client import AsyncOllamaClient, OllamaClient
     from pytest_llmperf.emulator.server import EmulatorServer
     from pytest_llmperf.gate import Comparison
+    from pytest_llmperf.records import Recorder
     from pytest_llmperf.runtime import Runtime
+    from pytest_llmperf.tracking import Tracker
 
 SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
-ROUTER_KEY = pytest.StashKey[RecordRouter]()
 RUNTIME_KEY = pytest.StashKey["Runtime"]()
-RECORDER_KEY = pytest.StashKey[Recorder]()
-PASSED_KEY = pytest.StashKey[bool]()
-VIOLATIONS_KEY = pytest.StashKey[list[dict[str, object]]]()
-SUITE_BUDGETS_KEY = pytest.StashKey[dict[str, _budget.Budget]]()
 RUN_KEY = pytest.StashKey["_Run"]()
-RUNS_KEY = pytest.StashKey[int]()
 
 
 class _Run:
-    """The controller's view of the run, for the report."""
+    """The controller's view of the run, for the report: every test report, as it came."""
 
     def __init__(self) -> None:
         import time
 
         self.started = time.time()
-        self.collector = _report.Collector()
+        self.reports: list[pytest.TestReport] = []
         self.path: Path | None = None
         self.data: dict[str, object] | None = None
         self.problems: list[str] = []
@@ -50,7 +46,7 @@ class _Run:
         self.comparison: Comparison | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.collector.add(report.nodeid, report.when, report.outcome, report.duration, report)
+        self.reports.append(report)  # read at the end of the run, if it made LLM calls
 
 
 SETTINGS_MARKER = markers.SETTINGS
@@ -71,11 +67,12 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
-    config.stash[SUITE_BUDGETS_KEY] = _budget.suite_budgets(settings.budgets)
-    config.stash[ROUTER_KEY] = RecordRouter()
     config.stash[RUN_KEY] = run = _Run()
+    if settings.budgets:  # they judge every test's calls, however it reaches its client
+        _tracker(config, in_test=False)
     if not hasattr(config, "workerinput"):  # only the controller collects and reports
-        config.pluginmanager.register(run, "llmperf-run")
+        if settings.report != "off" or settings.baseline is not None:
+            config.pluginmanager.register(run, "llmperf-run")
         if settings.baseline is not None:  # read it now: a bad path should not cost a run
             from pytest_llmperf import gate
 
@@ -101,13 +98,31 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test marked ``llm_cassette`` uses the ``llm_cassette`` fixture, set up first."""
+# A test that uses one of these, or one of our markers, may make LLM calls (or, with
+# pytest-benchmark's fixture, repeats its body by design): the run gets the per-test hooks.
+# _llmperf_runtime is behind every client, llm_cache and llm_warm_up.
+TRACKED_FIXTURES = frozenset({"_llmperf_runtime", "llm_calls", "llm_cassette", "benchmark"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked ``llm_cassette`` uses the ``llm_cassette`` fixture, set up first; a run
+    with a test that may make LLM calls gets the per-test hooks."""
+    tracked = False
     for item in items:
         names = getattr(item, "fixturenames", None)
-        marked = item.get_closest_marker(CASSETTE_MARKER) is not None
-        if marked and names is not None and "llm_cassette" not in names:
+        found = markers.on(item)
+        if CASSETTE_MARKER in found and names is not None and "llm_cassette" not in names:
             names.insert(0, "llm_cassette")
+        tracked = tracked or bool(found) or not TRACKED_FIXTURES.isdisjoint(names or ())
+    if tracked:
+        _tracker(config, in_test=False)
+
+
+def _tracker(config: pytest.Config, *, in_test: bool) -> Tracker:
+    """The per-test hooks (tracking.py), registered on first need."""
+    from pytest_llmperf import tracking
+
+    return tracking.start(config, config.stash[SETTINGS_KEY], in_test=in_test)
 
 
 def _check_settings(marker: pytest.Mark, where: str) -> None:
@@ -117,7 +132,9 @@ def _check_settings(marker: pytest.Mark, where: str) -> None:
 
 
 def _check_budget(marker: pytest.Mark, where: str) -> None:
-    _budget.Budget.from_marker(marker.args, marker.kwargs, where)
+    from pytest_llmperf.budget import Budget
+
+    Budget.from_marker(marker.args, marker.kwargs, where)
 
 
 def _check_cassette(marker: pytest.Mark, where: str) -> None:
@@ -135,6 +152,8 @@ _MARKER_CHECKS = {
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Check our markers when the test is collected, not when it runs."""
+    if not markers.on(metafunc.definition):  # the common case: none of ours
+        return
     for marker in metafunc.definition.iter_markers():
         check = _MARKER_CHECKS.get(marker.name)
         if check is None:
@@ -145,8 +164,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             pytest.fail(str(exc), pytrace=False)
     runs = _runs(metafunc.definition)
     if runs > 1:
+        from pytest_llmperf.budget import cannot_repeat
+
         cassette = metafunc.definition.get_closest_marker(CASSETTE_MARKER) is not None
-        problem = _budget.cannot_repeat(runs, metafunc.fixturenames, cassette)
+        problem = cannot_repeat(runs, metafunc.fixturenames, cassette)
         if problem:
             pytest.fail(
                 f"marker {BUDGET_MARKER} on {metafunc.definition.nodeid}: {problem}", pytrace=False
@@ -170,8 +191,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     config = terminalreporter.config
     run = config.stash[RUN_KEY]
     if run.data is not None:
+        from pytest_llmperf.report import terminal_lines
+
         terminalreporter.section("llmperf")
-        for line in _report.terminal_lines(run.data, run.path):
+        for line in terminal_lines(run.data, run.path):
             terminalreporter.write_line(line)
     if run.comparison is not None:
         from pytest_llmperf import gate
@@ -186,38 +209,25 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"llmperf: {line}", yellow=True)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    # JSON-able attributes: pytest-xdist carries them to the controller with the report
-    if report.when == "call":
-        item.stash[PASSED_KEY] = report.passed
-        report.llm_violations = item.stash.get(VIOLATIONS_KEY, [])  # type: ignore[attr-defined]
-        report.llm_runs = runs = item.stash.get(RUNS_KEY, 1)  # type: ignore[attr-defined]
-        # the body ran more than once by design: runs=N, or pytest-benchmark's rounds
-        benchmarked = "benchmark" in getattr(item, "fixturenames", ())
-        report.llm_repeated = runs > 1 or benchmarked  # type: ignore[attr-defined]
-    elif report.when == "teardown" and RECORDER_KEY in item.stash:
-        records = item.stash[RECORDER_KEY].records
-        report.llm_calls = [record.to_dict() for record in records]  # type: ignore[attr-defined]
-    return report
-
-
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workerinput"):  # an xdist worker: the controller writes the report
         return
     run = config.stash[RUN_KEY]
     settings = config.stash[SETTINGS_KEY]
-    write = settings.report != "off" and (settings.report or run.collector.calls)
+    made_calls = any(getattr(report, "llm_calls", None) for report in run.reports)
+    write = settings.report != "off" and (settings.report or made_calls)
     if not write and run.baseline is None:
         return
     import dataclasses
     import time
 
-    run.data = _report.build(run.collector, dataclasses.asdict(settings), run.started, time.time())
+    from pytest_llmperf import report as _report
+
+    collector = _report.Collector()
+    for report in run.reports:
+        collector.add(report.nodeid, report.when, report.outcome, report.duration, report)
+    run.data = _report.build(collector, dataclasses.asdict(settings), run.started, time.time())
     if run.baseline is not None:
         _gate(session, run, settings)
     config.hook.pytest_llmperf_report(report=run.data, config=config)
@@ -259,69 +269,6 @@ def _gate(session: pytest.Session, run: _Run, settings: _settings.Settings) -> N
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """After the test body: run it again if its budget asks for runs, then judge its calls."""
-    yield
-    benchmark = getattr(item, "funcargs", {}).get("benchmark")
-    if benchmark is not None and RECORDER_KEY in item.stash:  # pytest-benchmark's fixture
-        _report.add_to_benchmark(benchmark, item.stash[RECORDER_KEY].records)
-    settings = item.config.stash[SETTINGS_KEY]
-    tiers = item.config.stash[SUITE_BUDGETS_KEY]
-    marked = list(item.iter_markers(BUDGET_MARKER))
-    if not (marked or tiers):  # the common case: nothing to judge
-        return
-    budget = _budget.Budget()
-    for marker in reversed(marked):
-        budget = _budget.Budget.from_marker(marker.args, marker.kwargs, item.nodeid).over(budget)
-    records = item.stash[RECORDER_KEY].records
-    runs = [len(records)]
-    for number in range(2, (budget.runs or 1) + 1):
-        item.stash[RUNS_KEY] = number
-        try:
-            item.runtest()
-        except BaseException:
-            item.add_report_section("call", "llmperf", f"failed in run {number} of {budget.runs}")
-            raise
-        runs.append(len(records))
-    mode = budget.mode or settings.budget_mode
-    if mode == "off":
-        return
-    violations = _budget.judge(budget, records, tiers, runs)
-    if not violations:
-        return
-    calls = _budget.judged(records)
-    found: list[dict[str, object]] = [
-        {
-            "budget": v.budget,
-            "measured": v.measured,
-            "limit": v.limit,
-            "call": v.call,
-            "model": calls[v.call - 1].model if v.call is not None else None,
-            "message": v.line,
-        }
-        for v in violations
-    ]
-    item.stash[VIOLATIONS_KEY] = found
-    message = _budget.verdict(item.nodeid, violations, records)
-    if mode == "warn":
-        import warnings
-
-        warnings.warn(LLMBudgetWarning(message), stacklevel=1)
-    else:
-        pytest.fail(message, pytrace=False)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
-    router = item.config.stash[ROUTER_KEY]
-    router.current = item.stash[RECORDER_KEY] = Recorder(item.nodeid)
-    try:
-        return (yield)
-    finally:
-        router.current = router.session
-
-
 @pytest.fixture(scope="session")
 def llm_settings(pytestconfig: pytest.Config) -> _settings.Settings:
     """The resolved pytest-llmperf settings; override it in a conftest to change them."""
@@ -346,7 +293,8 @@ def _llmperf_runtime(pytestconfig: pytest.Config) -> Runtime:
     if RUNTIME_KEY not in pytestconfig.stash:
         from pytest_llmperf.runtime import Runtime
 
-        pytestconfig.stash[RUNTIME_KEY] = Runtime(pytestconfig.stash[ROUTER_KEY])
+        router = _tracker(pytestconfig, in_test=True).router
+        pytestconfig.stash[RUNTIME_KEY] = Runtime(router)
     return pytestconfig.stash[RUNTIME_KEY]
 
 
@@ -420,8 +368,7 @@ def llm_cache(
 @pytest.fixture
 def llm_calls(request: pytest.FixtureRequest) -> Recorder:
     """The records of this test's LLM calls, in the order they finished."""
-    recorder: Recorder = request.node.stash[RECORDER_KEY]
-    return recorder
+    return _tracker(request.config, in_test=True).claim(request.node)
 
 
 @pytest.fixture(scope="session")
@@ -442,6 +389,9 @@ def llm_cassette(
     """This test's cassette: its LLM traffic is replayed from it or recorded to it."""
     from pytest_llmperf.cassettes import CassetteError, patched
     from pytest_llmperf.cassettes.for_pytest import open_session
+    from pytest_llmperf.tracking import PASSED_KEY
+
+    _tracker(request.config, in_test=True)  # its call report tells PASSED_KEY
 
     try:
         session = open_session(request.node, _llmperf_test_settings)
