@@ -52,14 +52,19 @@ class Tiny:
         self.bodies: list[bytes] = []
         self.server: asyncio.Server | None = None
         self.url = ""
+        self.serving: set[asyncio.Task[None]] = set()
 
     async def _serve(self, reader: Reader, writer: Writer) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self.serving.add(task)
         try:
             await self.handler(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.serving.discard(task)
             writer.close()
 
     async def __aenter__(self) -> Tiny:
@@ -69,8 +74,16 @@ class Tiny:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Server.close() leaves the connections' handlers running (and before 3.12,
+        # wait_closed() does not wait for them): one still waiting for a next request would
+        # outlive the test's event loop, which pytest-asyncio 0.24 closes as it is (an
+        # asyncio.Runner cancels such tasks first), and its writer would never be closed.
         assert self.server is not None
         self.server.close()
+        serving = list(self.serving)
+        for task in serving:
+            task.cancel()
+        await asyncio.gather(*serving, return_exceptions=True)
         await self.server.wait_closed()
 
     async def request(self, reader: Reader) -> bytes:
