@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
 
 import jsonschema
+import own_loop
 import pytest
 
 from pytest_llmperf.report import schema
@@ -39,7 +39,7 @@ def test_readme_python_examples_run() -> None:
     assert len(blocks) >= 2
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)
-    tags = asyncio.run(namespace["in_process"]())  # type: ignore[operator]
+    tags = own_loop.run(namespace["in_process"]())  # type: ignore[operator]
     assert [m["name"] for m in tags["models"]] == ["llama3.2:1b", "llama3.2:3b", "llama3:8b"]
 
 

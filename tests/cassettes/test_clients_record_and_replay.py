@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +11,7 @@ from typing import Any
 import httpx
 import ollama
 import openai
+import own_loop
 import pytest
 from paced_model import MODEL
 
@@ -35,7 +35,7 @@ def official_async(url: str) -> Timed:
             stream = await client.generate(MODEL, "hi", stream=True)
             return await atimed(began, stream, lambda c: c.response)
 
-    return asyncio.run(run())
+    return own_loop.run(run())
 
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -61,7 +61,7 @@ def openai_async(url: str) -> Timed:
                 began, stream, lambda c: c.choices[0].delta.content or "" if c.choices else ""
             )
 
-    return asyncio.run(run())
+    return own_loop.run(run())
 
 
 def ours_sync(url: str) -> Timed:
@@ -81,7 +81,7 @@ def ours_async(url: str) -> Timed:
             stream = await client.generate(MODEL, "hi", stream=True)
             return await atimed(began, stream, lambda c: c.response)
 
-    return asyncio.run(run())
+    return own_loop.run(run())
 
 
 def timed(began: float, pieces: Callable[[], Any]) -> Timed:

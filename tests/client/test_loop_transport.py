@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+import own_loop
 import pytest
 
 from pytest_llmperf import AsyncOllamaClient, EmulatorServer, LLMTimeoutError, Recorder
@@ -609,7 +610,7 @@ def test_a_transport_used_from_a_second_event_loop_opens_new_connections(
             await transport.aclose()
         return json.loads(response.content)["version"], opened
 
-    first, opened = asyncio.run(version(close=False))  # leaves an idle connection behind
+    first, opened = own_loop.run(version(close=False))  # leaves an idle connection behind
     assert opened == 1
-    assert asyncio.run(version(close=True)) == (first, 1)  # dropped, and a new one opened
+    assert own_loop.run(version(close=True)) == (first, 1)  # dropped, and a new one opened
     gc.collect()  # (its warning, here rather than at the end of the session)
