@@ -65,10 +65,6 @@ class Collector:
         entry.runs = max(entry.runs, getattr(extra, "llm_runs", 1))
         entry.repeated = entry.repeated or getattr(extra, "llm_repeated", False)
 
-    @property
-    def calls(self) -> int:
-        return sum(len(entry.calls) for entry in self.tests.values())
-
 
 def model_statistics(calls: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per model: count, percentiles of total and TTFT, tokens/s, cache hits, load share."""
