@@ -73,6 +73,16 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
+def scaled(folder: Path, source: str, target: str, factor: float) -> None:
+    """Write ``target``: the report ``source`` with every call's times multiplied by ``factor``."""
+    data = load(folder / source)
+    for test in data["tests"]:
+        for call in test["calls"]:
+            call["total_s"] *= factor
+            call["ttft_s"] *= factor
+    (folder / target).write_text(json.dumps(data), encoding="utf-8")
+
+
 def test_same_code_passes_and_a_30_percent_slower_model_fails_naming_it_and_its_tests(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -113,12 +123,7 @@ def test_the_baseline_gate_inside_a_run(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE)
     fast = ["--llm-emulator-profiles", str(profiles(pytester.path)), *FAST_RUN]
     run_suite(pytester, "base.json", *fast).assert_outcomes(passed=TESTS)
-    faster = load(pytester.path / "base.json")
-    for test in faster["tests"]:
-        for call in test["calls"]:
-            call["total_s"] /= 2
-            call["ttft_s"] /= 2
-    (pytester.path / "faster.json").write_text(json.dumps(faster), encoding="utf-8")
+    scaled(pytester.path, "base.json", "faster.json", 0.5)
 
     result = run_suite(
         pytester,
@@ -160,12 +165,7 @@ def test_the_baseline_gate_inside_a_run(pytester: pytest.Pytester) -> None:
     # appended, as GitHub's job summary file expects
     assert (pytester.path / "g.md").read_text(encoding="utf-8").startswith("earlier steps\n### :x:")
 
-    slower = faster
-    for test in slower["tests"]:
-        for call in test["calls"]:
-            call["total_s"] *= 4
-            call["ttft_s"] *= 4
-    (pytester.path / "slower.json").write_text(json.dumps(slower), encoding="utf-8")
+    scaled(pytester.path, "base.json", "slower.json", 2.0)
     better = run_suite(pytester, "again.json", "--llm-baseline", "slower.json", *fast)
     assert better.ret == pytest.ExitCode.OK
     better.stdout.fnmatch_lines(["no LLM latency regression against the baseline *"])
