@@ -36,6 +36,7 @@ from pytest_llmperf.errors import (
     ModelNotFoundError,
 )
 from pytest_llmperf.hosts import HostPool, backoff_s
+from pytest_llmperf.observe.point import OWN
 from pytest_llmperf.protocol import (
     ROUTES,
     Api,
@@ -65,7 +66,7 @@ class Open:
     ``whole``: read the whole body too before returning (an answer that is not streamed).
     """
 
-    __slots__ = ("content", "headers", "method", "timeouts", "url", "whole")
+    __slots__ = ("content", "extensions", "headers", "method", "timeouts", "url", "whole")
 
     def __init__(
         self,
@@ -82,6 +83,8 @@ class Open:
         self.timeouts = timeouts
         self.headers = headers
         self.whole = whole
+        # the timeouts stay this dict: a limit changed once the headers are in applies
+        self.extensions = {"timeout": timeouts, OWN: True}  # we record this call ourselves
 
 
 class ReadBody:

@@ -39,6 +39,7 @@ class TestEntry:
     duration_s: float = 0.0
     runs: int = 1
     repeated: bool = False
+    attempts: int = 1
     calls: list[dict[str, Any]] = field(default_factory=list)
     violations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -52,6 +53,12 @@ class Collector:
     def add(self, nodeid: str, when: str, outcome: str, duration: float, extra: Any) -> None:
         entry = self.tests.setdefault(nodeid, TestEntry(nodeid))
         entry.duration_s += duration
+        attempt = getattr(extra, "llm_attempt", 1)
+        if attempt > entry.attempts:  # pytest-rerunfailures tries again: judged on this one
+            entry.attempts = attempt
+            entry.outcome = "passed"
+            entry.calls = []
+            entry.violations = []
         if outcome == "failed" or (when == "call" and outcome != "passed"):
             entry.outcome = "error" if outcome == "failed" and when != "call" else outcome
         if when == "setup" and outcome == "skipped":
@@ -123,13 +130,18 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def build(
-    collector: Collector, settings: Mapping[str, Any], started: float, finished: float
+    collector: Collector,
+    settings: Mapping[str, Any],
+    started: float,
+    finished: float,
+    session_calls: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The report as a JSON-able dict."""
+    """The report as a JSON-able dict; ``session_calls`` were made outside any test."""
     tests = sorted(collector.tests.values(), key=lambda entry: entry.nodeid)
     judged = [t for t in tests if t.outcome != "skipped"]
     passed = sum(1 for t in judged if t.outcome == "passed")
-    every_call = [call for t in tests for call in t.calls]
+    test_calls = [call for t in tests for call in t.calls]
+    every_call = [*test_calls, *session_calls]
     replayed = sum(1 for call in every_call if call.get("timing") == "recorded")
     entries = [
         {
@@ -138,6 +150,7 @@ def build(
             "duration_s": t.duration_s,
             "runs": t.runs,
             "repeated": t.repeated,
+            "attempts": t.attempts,
             "calls": t.calls,
             "violations": t.violations,
         }
@@ -168,13 +181,15 @@ def build(
             "failed": sum(1 for t in judged if t.outcome in ("failed", "error")),
             "skipped": len(tests) - len(judged),
             "budget_violations": sum(len(t.violations) for t in tests),
-            "calls": len(every_call),
+            "calls": len(test_calls),
+            "session_calls": len(session_calls),
             "success_rate": passed / len(judged) if judged else None,
             "success": f"{round(100 * passed / len(judged))}% ({passed}/{len(judged)})"
             if judged
             else "no tests",
         },
         "tests": entries,
+        "session": {"calls": list(session_calls)},
         "models": model_statistics(every_call),
         "recommendations": recommend(entries),
     }
@@ -251,9 +266,11 @@ def terminal_lines(data: Mapping[str, Any], path: Path | None) -> list[str]:
     if len(recommendations) > TOP:
         lines.append(f"... {len(recommendations) - TOP} more recommendations in the report")
     summary = data["summary"]
+    outside = summary.get("session_calls") or 0
     lines.append(
-        f"tests {summary['success']}, {summary['calls']} LLM calls, "
-        f"{summary['budget_violations']} budget violations"
+        f"tests {summary['success']}, {summary['calls']} LLM calls"
+        + (f" (and {outside} outside any test)" if outside else "")
+        + f", {summary['budget_violations']} budget violations"
     )
     if path is not None:
         lines.append(f"report: {path}")
