@@ -56,6 +56,8 @@ from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
 
 perf_counter = time.perf_counter
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# Every JSON body says so: FastAPI servers (llama-cpp-python's, vLLM) refuse one without it.
+JSON_CONTENT_TYPE = "application/json"
 
 # --- the steps a driver performs --------------------------------------------------------
 
@@ -300,6 +302,7 @@ class Core:
         self.fallback = fallback
         self.retries = retries
         self.headers = dict(headers) if headers else None
+        self.json_headers = _with_json_type(headers)  # for requests with a body
         self.on_record = on_record
         self._urls: dict[tuple[str, str], httpx.URL] = {}
 
@@ -485,7 +488,12 @@ class Core:
         stall_bound = False
         try:
             response = yield Open(
-                "POST", self._url(host, trace.route), content, timeouts, self.headers, not stream
+                "POST",
+                self._url(host, trace.route),
+                content,
+                timeouts,
+                self.json_headers,
+                not stream,
             )
             trace.recorded = response.extensions.get("llmperf_recorded")
         except httpx.TimeoutException as exc:
@@ -546,13 +554,14 @@ class Core:
         host = self.pool.acquire()
         where = _Where(host, str((payload or {}).get("model", "")), path, None)
         content = None if payload is None else json.dumps(payload).encode()
+        headers = self.headers if content is None else self.json_headers
         timeouts = {"connect": min(5.0, timeout), "read": timeout, "write": timeout}
         timeouts["pool"] = timeout
         began = perf_counter()
         try:
             try:
                 response = yield Open(
-                    method, self._url(host, path), content, timeouts, self.headers, True
+                    method, self._url(host, path), content, timeouts, headers, True
                 )
             except httpx.TimeoutException as exc:
                 phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "total"
@@ -584,6 +593,14 @@ class Core:
             yield from self.run(Call("generate", request, cache=False, purpose="warm_up"))
             loaded[model] = perf_counter() - began
         return loaded
+
+
+def _with_json_type(headers: Mapping[str, str] | None) -> httpx.Headers:
+    """The client's headers for a JSON body: ``Content-Type`` added unless the caller set it."""
+    merged = httpx.Headers({"Content-Type": JSON_CONTENT_TYPE})
+    if headers:
+        merged.update(headers)  # case-insensitive: a caller's content-type replaces ours
+    return merged
 
 
 class _Where:
