@@ -58,6 +58,7 @@ perf_counter = time.perf_counter
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 # Every JSON body says so: FastAPI servers (llama-cpp-python's, vLLM) refuse one without it.
 JSON_CONTENT_TYPE = "application/json"
+BLOCKED = "Network is disabled"  # how pytest-recording's --block-network refuses a connection
 
 # --- the steps a driver performs --------------------------------------------------------
 
@@ -506,6 +507,10 @@ class Core:
             raise where.timeout(phase, limit, perf_counter() - began) from None
         except httpx.TransportError as exc:
             raise where.unreachable(exc) from None
+        except RuntimeError as exc:
+            if not str(exc).startswith(BLOCKED):
+                raise
+            raise where.blocked(exc) from None
         try:
             if response.status_code != 200:
                 data = (yield ReadBody(response)) if stream else response.content
@@ -641,6 +646,14 @@ class _Where:
             "instead of a live server",
             host=self.host,
             model=self.model,
+        )
+
+    def blocked(self, exc: Exception) -> ConfigurationError:
+        host = self.host.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+        return ConfigurationError(
+            f"{self.label}: pytest-recording's --block-network refused the connection to "
+            f"{host} ({exc}). Allow the LLM server with --allowed-hosts={host} (a regex of "
+            "hosts; the embedded emulator is on 127.0.0.1), or replay the calls from a cassette"
         )
 
     def cut(self, exc: Exception) -> LLMStreamError:

@@ -53,7 +53,7 @@ from pytest_llmperf.protocol import Api, parse_host
 from pytest_llmperf.records import CallRecord
 from pytest_llmperf.tiers import Tiers
 from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
-from pytest_llmperf.transport import AsyncLoopTransport, read_at_once, sets_cookies
+from pytest_llmperf.transport import AsyncLoopTransport, mocked, read_at_once, sets_cookies
 
 T = TypeVar("T")
 AnswerT = TypeVar("AnswerT")
@@ -660,7 +660,9 @@ class _OwnAsyncClient(httpx.AsyncClient):
         self._heads: dict[tuple[int, int], tuple[Any, Any, dict[int, httpx.Headers]]] = {}
 
     def takes_plain(self, url: httpx.URL) -> bool:
-        return self.plain is not None and url.scheme == "http" and not self.cookies
+        """Whether the request goes straight to our transport: not while a mocking library
+        stands in for httpx (the request then goes through ``AsyncClient.send``, to it)."""
+        return self.plain is not None and url.scheme == "http" and not self.cookies and not mocked()
 
     async def send_plain(self, step: Open) -> httpx.Response:
         """Send ``step``'s request through our transport; the response (read if whole)."""

@@ -86,14 +86,15 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 def _observe(config: pytest.Config, settings: _settings.Settings) -> None:
     """Measure every LLM call the process makes, whatever the client (``measure = all``)."""
     observer = config.stash.get(OBSERVER_KEY, None)
+    wanted = settings.enabled and settings.measure == "all"
     if observer is not None:  # observing since the conftests: now with the final settings
-        if settings.measure == "all":
+        if wanted:
             observer.use(settings)
             return
         config.stash[STOP_OBSERVING_KEY]()
         del config.stash[STOP_OBSERVING_KEY], config.stash[OBSERVER_KEY]
         return
-    if settings.measure == "all":
+    if wanted:
         from pytest_llmperf.observe.point import start_observing
         from pytest_llmperf.tracking import CallObserver
 
@@ -104,7 +105,10 @@ def _observe(config: pytest.Config, settings: _settings.Settings) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
     config.stash[RUN_KEY] = run = _Run()
+    _register_markers(config)
     _observe(config, settings)
+    if not settings.enabled:  # --llm-enabled off: markers and ini keys known, nothing done
+        return
     if settings.budgets:  # they judge every test's calls, however it reaches its client
         _tracker(config, in_test=False)
     if not hasattr(config, "workerinput"):  # only the controller collects and reports
@@ -117,6 +121,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 run.baseline = gate.load(settings.baseline, "baseline")
             except ConfigurationError as exc:
                 raise pytest.UsageError(f"--llm-baseline: {exc}") from None
+
+
+def _register_markers(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{SETTINGS_MARKER}(**fields): override pytest-llmperf settings (cache, tiers, hosts, "
@@ -148,6 +155,8 @@ TRACKED_FIXTURES = frozenset({"_llmperf_runtime", "llm_calls", "llm_cassette", "
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test marked ``llm_cassette`` uses the ``llm_cassette`` fixture, set up first; a run
     with a test that may make LLM calls gets the per-test hooks."""
+    if not config.stash[SETTINGS_KEY].enabled:
+        return
     tracked = False
     for item in items:
         names = getattr(item, "fixturenames", None)
@@ -163,7 +172,16 @@ def _tracker(config: pytest.Config, *, in_test: bool) -> Tracker:
     """The per-test hooks (tracking.py), registered on first need."""
     from pytest_llmperf import tracking
 
-    return tracking.start(config, config.stash[SETTINGS_KEY], in_test=in_test)
+    settings = config.stash[SETTINGS_KEY]
+    return tracking.start(config, settings, in_test=in_test, judge=settings.enabled)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_recording_configure(config: pytest.Config, vcr: object) -> None:
+    """pytest-recording's cassettes leave the LLM calls to ours, where a test has both."""
+    from pytest_llmperf.cassettes.beside_vcr import leave_llm_calls_to_ours
+
+    leave_llm_calls_to_ours(vcr)
 
 
 def _check_settings(marker: pytest.Mark, where: str) -> None:
@@ -194,6 +212,8 @@ _MARKER_CHECKS = {
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Check our markers when the test is collected, not when it runs."""
     if not markers.on(metafunc.definition):  # the common case: none of ours
+        return
+    if not metafunc.config.stash[SETTINGS_KEY].enabled:
         return
     for marker in metafunc.definition.iter_markers():
         check = _MARKER_CHECKS.get(marker.name)
@@ -272,6 +292,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     run = config.stash[RUN_KEY]
     settings = config.stash[SETTINGS_KEY]
+    if not settings.enabled:
+        return
     from pytest_llmperf.tracking import TRACKER_KEY
 
     if TRACKER_KEY in config.stash:
@@ -298,12 +320,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config.hook.pytest_llmperf_report(report=run.data, config=config)
     if not write:
         return
-    if settings.report:
-        path = Path(settings.report)
-    else:
-        path = _report.default_path(config.rootpath / settings.report_dir, run.started)
     try:
-        _report.write(path, run.data)
+        if settings.report:
+            path = Path(settings.report)
+            _report.write(path, run.data)
+        else:
+            folder = config.rootpath / settings.report_dir
+            path = _report.write_in_folder(folder, run.started, run.data, settings.report_keep)
     except ConfigurationError as exc:
         run.problems.append(str(exc))
         return

@@ -8,6 +8,7 @@ ships beside this module (``report-schema-v1.json``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -209,24 +210,63 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+LATEST = "latest.json"  # in the report folder: the newest report, at a name that stays
+PATTERN = "llm_validation_*.json"
+_IGNORE_ALL = "# Created by pytest-llmperf automatically: its reports stay out of git.\n*\n"
+
+
 def default_path(folder: Path, started: float) -> Path:
-    return folder / time.strftime("llm_validation_%Y%m%d_%H%M%S.json", time.localtime(started))
+    """A new timestamped report path in ``folder`` (a second run in the same second: ``_2``)."""
+    stem = time.strftime("llm_validation_%Y%m%d_%H%M%S", time.localtime(started))
+    path, number = folder / f"{stem}.json", 1
+    while path.exists():
+        number += 1
+        path = folder / f"{stem}_{number}.json"
+    return path
+
+
+def write_in_folder(folder: Path, started: float, data: Mapping[str, Any], keep: int) -> Path:
+    """Write a timestamped report in ``folder``, and again as ``latest.json``; keep the newest
+    ``keep`` timestamped ones. A folder made here ignores itself in git (a ``.gitignore``
+    of ``*``, as ``.pytest_cache`` does)."""
+    made = not folder.exists()
+    path = default_path(folder, started)
+    write(path, data)
+    write(folder / LATEST, data)
+    if made:
+        with contextlib.suppress(OSError):
+            (folder / ".gitignore").write_text(_IGNORE_ALL, encoding="utf-8")
+    for old in sorted(folder.glob(PATTERN))[:-keep]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return path
 
 
 def write(path: Path, data: Mapping[str, Any]) -> None:
-    """Write the report atomically; a path that cannot be written is a ConfigurationError."""
+    """Write the report atomically; a path that cannot be written is a ConfigurationError.
+
+    Only a regular file is replaced; on any failure the temporary file is removed.
+    """
+    temporary: str | None = None
     try:
+        if path.exists() and not path.is_file():
+            raise IsADirectoryError(21, "it is not a regular file", str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=1, default=str)
         os.replace(temporary, path)
+        temporary = None
     except OSError as exc:
         raise ConfigurationError(
             f"cannot write the LLM validation report to {path}: {exc.strerror or exc}. Choose "
             "a writable place with --llm-report PATH or the llm_report_dir ini option; the "
             "test results themselves are not affected"
         ) from None
+    finally:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
 
 def schema() -> dict[str, Any]:

@@ -22,6 +22,7 @@ EMULATOR = "emulator"
 class Settings:
     """The plugin's resolved settings."""
 
+    enabled: bool = True
     emulator_profiles: Path | None = None
     emulator_gguf: tuple[str, ...] = ()
     emulator_time_scale: float = 1.0
@@ -47,7 +48,8 @@ class Settings:
     budget_mode: str = "enforce"
     budgets: tuple[str, ...] = ()
     report: str = ""
-    report_dir: str = "."
+    report_dir: str = ".llmperf"
+    report_keep: int = 20
     baseline: Path | None = None
     baseline_threshold: float = 0.10
     baseline_alpha: float = 0.01
@@ -196,6 +198,17 @@ def _count(least: int) -> Callable[[str], int]:
 
 
 OPTIONS: tuple[Option, ...] = (
+    Option(
+        "enabled",
+        "--llm-enabled",
+        "llm_enabled",
+        "LLMPERF_ENABLED",
+        "off: the plugin does nothing in this run (no measuring, budgets, report, gate or "
+        "cassette marker); its markers and ini keys stay known, for --strict-markers and "
+        "--strict-config (which -p no:llmperf breaks)",
+        _switch,
+        "on|off",
+    ),
     Option(
         "emulator_profiles",
         "--llm-emulator-profiles",
@@ -447,9 +460,19 @@ OPTIONS += (
         "--llm-report-dir",
         "llm_report_dir",
         "LLMPERF_REPORT_DIR",
-        "folder of the timestamped reports, relative to the rootdir (default: the rootdir)",
+        "folder of the timestamped reports and latest.json, relative to the rootdir "
+        "(default .llmperf, which ignores itself in git)",
         str,
         "DIR",
+    ),
+    Option(
+        "report_keep",
+        "--llm-report-keep",
+        "llm_report_keep",
+        "LLMPERF_REPORT_KEEP",
+        "how many timestamped reports the folder keeps, the newest (default 20)",
+        _count(1),
+        "N",
     ),
 )
 OPTIONS += (
@@ -505,6 +528,7 @@ BY_FIELD = {option.field: option for option in OPTIONS}
 # Settings of the whole session (its emulator, report and baseline), which one test cannot change.
 SESSION_ONLY = frozenset(
     {"emulator_profiles", "emulator_gguf", "emulator_time_scale", "report", "report_dir"}
+    | {"report_keep", "enabled"}
     | {"measure", "route_prefixes"}
     | {field for field in BY_FIELD if field.startswith("baseline")}
 )

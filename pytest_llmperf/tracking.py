@@ -40,9 +40,13 @@ ASYNC_CLIENTS_KEY = pytest.StashKey[list["AsyncOllamaClient"]]()  # the fixture'
 SESSION_CALLS = "llmperf_session_calls"  # the key of an xdist worker's session calls
 
 
-def start(config: pytest.Config, settings: Settings, *, in_test: bool) -> Tracker:
+def start(
+    config: pytest.Config, settings: Settings, *, in_test: bool, judge: bool = True
+) -> Tracker:
     """The run's tracker, registered now if it is not yet.
 
+    ``judge=False`` (the plugin is off): made, for the fixtures' records, but its hooks are
+    not registered.
     ``in_test``: a fixture asks, inside a test whose protocol began without the tracker;
     the calls it makes from now on wait in a recorder of their own, which the test claims
     (through ``llm_calls``, or at its next report at the latest).
@@ -52,7 +56,8 @@ def start(config: pytest.Config, settings: Settings, *, in_test: bool) -> Tracke
         tracker = config.stash[TRACKER_KEY] = Tracker(settings)
         if in_test:
             tracker.router.current = Recorder()
-        config.pluginmanager.register(tracker, "llmperf-tracker")
+        if judge:  # (with the plugin off, the fixtures' calls are kept but not judged)
+            config.pluginmanager.register(tracker, "llmperf-tracker")
     return tracker
 
 

@@ -90,7 +90,11 @@ class CassetteSession:
         mode: str = "none",
         timing: float = 0.0,
         scrubber: Scrubber | None = None,
+        *,
+        others: bool = True,
     ) -> None:
+        """``others``: also record and replay the HTTP libraries that are not httpx, through
+        vcrpy (:meth:`foreign`); off beside pytest-recording, whose cassette takes them."""
         if mode not in MODES:
             raise ValueError(f"unknown record mode {mode!r}: choose one of {', '.join(MODES)}")
         self.path = path
@@ -98,6 +102,7 @@ class CassetteSession:
         self.mode = "none" if mode == "once" and self.existed else mode
         self.requested_mode = mode
         self.timing = timing
+        self.others = others
         self.scrub = scrubber or Scrubber()
         fresh = self.mode in ("all", "rewrite") or (mode == "once" and not self.existed)
         self.cassette = Cassette(path) if fresh else Cassette.load(path)
@@ -151,7 +156,7 @@ class CassetteSession:
         """
         import vcr
 
-        if not foreign_supported():
+        if not self.others or not foreign_supported():
             return contextlib.nullcontext()
 
         scrubbed = sorted(self.scrub.request_headers)

@@ -50,6 +50,7 @@ TARGETS: Sequence[tuple[str, str, str, str]] = (
     ("requests.adapters", "HTTPAdapter", "send", "requests"),
 )
 
+_ROUTES = Routes()
 _unmeasured: ContextVar[bool] = ContextVar("llmperf_unmeasured", default=False)
 
 
@@ -112,9 +113,20 @@ class _Point:
             source,
         )
 
+    def routes(self) -> Routes:
+        """The LLM routes: the observer's (with its prefixes), or the known ones."""
+        return self.observers[-1].routes if self.observers else _ROUTES
+
+    def cassette_for(self, request: Any) -> CassetteSession | None:
+        """The cassette that answers ``request``: beside pytest-recording, LLM calls only."""
+        cassette = self.cassettes[-1] if self.cassettes else None
+        if cassette is None or cassette.others:
+            return cassette
+        return cassette if self.routes().match(request.url.path) is not None else None
+
     def send(self, transport: Any, request: Any, send: Any, hx: ModuleType) -> Any:
         __tracebackhide__ = True
-        cassette = self.cassettes[-1] if self.cassettes else None
+        cassette = self.cassette_for(request)
         exchange = self.watch_httpx(request, hx.__name__)
         if exchange is None:
             if cassette is None:
@@ -132,7 +144,7 @@ class _Point:
 
     async def send_async(self, transport: Any, request: Any, send: Any, hx: ModuleType) -> Any:
         __tracebackhide__ = True
-        cassette = self.cassettes[-1] if self.cassettes else None
+        cassette = self.cassette_for(request)
         exchange = self.watch_httpx(request, hx.__name__)
         if exchange is None:
             if cassette is None:
@@ -242,7 +254,7 @@ def _wrapper(point: _Point, send: Any, how: str) -> Any:
     else:
         hx = sys.modules.get(library) or importlib.import_module(library)
         wrapped = (_async_send if mode == "async" else _sync_send)(point, send, hx)
-    wrapped.__wrapped__ = send
+    wrapped.__llmperf_wraps__ = send  # what it stands in front of (transport.mocked())
     return wrapped
 
 

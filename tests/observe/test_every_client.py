@@ -391,13 +391,13 @@ def test_a_rerun_test_is_judged_on_its_last_attempt(
 
         @pytest.mark.llm_budget(calls=1)
         def test_flaky(llm_calls):
-            client = ollama.Client(host=URL)
-            if not MARK.exists():  # the first attempt makes two calls, then fails
-                MARK.write_text("x")
-                client.generate(model="llama3.2:1b", prompt="one")
-                client.generate(model="llama3.2:1b", prompt="two")
-                raise AssertionError("flaky")
-            client.generate(model="llama3.2:1b", prompt="three")
+            with ollama.Client(host=URL) as client:
+                if not MARK.exists():  # the first attempt makes two calls, then fails
+                    MARK.write_text("x")
+                    client.generate(model="llama3.2:1b", prompt="one")
+                    client.generate(model="llama3.2:1b", prompt="two")
+                    raise AssertionError("flaky")
+                client.generate(model="llama3.2:1b", prompt="three")
             assert len(llm_calls) == 1
         """
     )
@@ -438,3 +438,44 @@ def test_our_clients_replayed_calls_keep_the_times_measured_live(
         assert (was["timing"], now["timing"]) == ("live", "recorded")
         assert now["total_s"] == pytest.approx(was["total_s"], rel=0.05, abs=0.002)
         assert now["ttft_s"] == pytest.approx(was["ttft_s"], rel=0.05, abs=0.002)
+
+
+def test_calls_from_threads_and_tasks_the_test_started_are_its_own(
+    pytester: pytest.Pytester, serve: Callable[..., EmulatorServer], catalogue: Catalogue
+) -> None:
+    server = serve(catalogue)
+    pytester.makepyfile(
+        test_threads=f"""
+        import asyncio
+        import threading
+
+        import ollama
+
+        URL = {server.url!r}
+
+        def ask():
+            with ollama.Client(host=URL) as client:
+                client.generate(model="llama3.2:1b", prompt="from a thread")
+
+        async def ask_async():
+            async with ollama.AsyncClient(host=URL) as client:
+                await asyncio.gather(
+                    *(client.generate(model="llama3.2:1b", prompt=str(n)) for n in range(3))
+                )
+
+        def test_threads_and_tasks(llm_calls):
+            threads = [threading.Thread(target=ask) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            asyncio.run(ask_async())
+            assert len(llm_calls) == 5
+
+        def test_next(llm_calls):
+            assert len(llm_calls) == 0
+        """
+    )
+    result = pytester.runpytest(*OPTIONS)
+    result.assert_outcomes(passed=2)
+    assert server.app.engine.requests_served == 5
