@@ -153,14 +153,20 @@ TRACKED_FIXTURES = frozenset({"_llmperf_runtime", "llm_calls", "llm_cassette", "
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test marked ``llm_cassette`` uses the ``llm_cassette`` fixture, set up first; a run
-    with a test that may make LLM calls gets the per-test hooks."""
+    """Our markers are checked; a test marked ``llm_cassette`` uses the ``llm_cassette``
+    fixture, set up first; a run with a test that may make LLM calls gets the per-test hooks."""
     if not config.stash[SETTINGS_KEY].enabled:
         return
     tracked = False
     for item in items:
         names = getattr(item, "fixturenames", None)
         found = markers.on(item)
+        if found:
+            problem = _marker_problem(item)
+            if problem is not None:  # the tracker fails the test at its setup
+                from pytest_llmperf.tracking import MARKER_PROBLEM_KEY
+
+                item.stash[MARKER_PROBLEM_KEY] = problem
         if CASSETTE_MARKER in found and names is not None and "llm_cassette" not in names:
             names.insert(0, "llm_cassette")
         tracked = tracked or bool(found) or not TRACKED_FIXTURES.isdisjoint(names or ())
@@ -209,30 +215,26 @@ _MARKER_CHECKS = {
 }
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Check our markers when the test is collected, not when it runs."""
-    if not markers.on(metafunc.definition):  # the common case: none of ours
-        return
-    if not metafunc.config.stash[SETTINGS_KEY].enabled:
-        return
-    for marker in metafunc.definition.iter_markers():
+def _marker_problem(item: pytest.Item) -> str | None:
+    """What is wrong with our markers on ``item``, if anything: checked at collection, and
+    reported as that test's failure (the other tests run)."""
+    for marker in item.iter_markers():
         check = _MARKER_CHECKS.get(marker.name)
         if check is None:
             continue
         try:
-            check(marker, f"marker {marker.name} on {metafunc.definition.nodeid}")
+            check(marker, f"marker {marker.name} on {item.nodeid}")
         except ValueError as exc:
-            pytest.fail(str(exc), pytrace=False)
-    runs = _runs(metafunc.definition)
+            return str(exc)
+    runs = _runs(item)
     if runs > 1:
         from pytest_llmperf.budget import cannot_repeat
 
-        cassette = metafunc.definition.get_closest_marker(CASSETTE_MARKER) is not None
-        problem = cannot_repeat(runs, metafunc.fixturenames, cassette)
+        cassette = item.get_closest_marker(CASSETTE_MARKER) is not None
+        problem = cannot_repeat(runs, getattr(item, "fixturenames", ()), cassette)
         if problem:
-            pytest.fail(
-                f"marker {BUDGET_MARKER} on {metafunc.definition.nodeid}: {problem}", pytrace=False
-            )
+            return f"marker {BUDGET_MARKER} on {item.nodeid}: {problem}"
+    return None
 
 
 def _runs(node: pytest.Item) -> int:

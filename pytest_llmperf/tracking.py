@@ -35,6 +35,7 @@ PASSED_KEY = pytest.StashKey[bool]()
 VIOLATIONS_KEY = pytest.StashKey[list[dict[str, object]]]()
 RUNS_KEY = pytest.StashKey[int]()
 ATTEMPT_KEY = pytest.StashKey[int]()
+MARKER_PROBLEM_KEY = pytest.StashKey[str]()  # what is wrong with the test's markers
 TRACKER_KEY = pytest.StashKey["Tracker"]()
 ASYNC_CLIENTS_KEY = pytest.StashKey[list["AsyncOllamaClient"]]()  # the fixture's
 SESSION_CALLS = "llmperf_session_calls"  # the key of an xdist worker's session calls
@@ -119,6 +120,13 @@ class Tracker:
         recorder = Discard(item.nodeid) if unmeasured else Recorder(item.nodeid)
         self.router.current = item.stash[RECORDER_KEY] = recorder
         return (yield)
+
+    @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_setup")
+    def pytest_runtest_setup_refuses_bad_markers(self, item: pytest.Item) -> None:
+        """A bad marker argument fails its test, before its fixtures; the others run."""
+        problem = item.stash.get(MARKER_PROBLEM_KEY, None)
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(

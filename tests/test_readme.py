@@ -71,3 +71,9 @@ def test_the_report_hook_example_adds_to_the_report(pytester: pytest.Pytester) -
     data = json.loads((pytester.path / "r.json").read_text(encoding="utf-8"))
     jsonschema.validate(data, schema())
     assert data["extra"] == {"selected": "not slow"}
+
+
+def test_the_readme_has_no_relative_links_which_pypi_would_show_dead() -> None:
+    text = README.read_text(encoding="utf-8")
+    relative = re.findall(r"\]\((?!https?://|#)([^)]+)\)", text)
+    assert relative == []
