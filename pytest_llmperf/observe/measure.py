@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from hashlib import blake2b
@@ -48,10 +49,6 @@ LLM_ROUTES: Mapping[str, tuple[Kind, Api]] = {
 MAX_KEPT = 64 * 1024 * 1024  # the most of a whole body kept to read its statistics from
 
 Sink = Callable[[CallRecord], None]
-
-# Ollama's compact JSON (Go's encoder, and the emulator's) and the spaced form of others.
-_DONE = (b'"done":true', b'"done": true')
-_EMPTY = (b'"response":""', b'"response": ""', b'"content":""', b'"content": ""')
 
 
 class Routes:
@@ -113,14 +110,15 @@ class Exchange:
         self.sink = sink
         self.source = source
         self.host = host
-        fields = _object(content)
-        self.model = str(fields.get("model") or "")
-        streamed = fields.get("stream")
-        if streamed is None:  # Ollama streams unless told not to; OpenAI does not
-            streamed = (
-                self.api == "ollama" and self.kind != "embed" and self.route != ("/api/embeddings")
-            )
-        self.stream = streamed is True
+        # the two fields read from the request, found without parsing all of it (a chat's
+        # body holds the whole conversation); in JSON text a quote inside a string is escaped
+        found = _MODEL.search(content)
+        self.model = found.group(1).decode("utf-8", errors="replace") if found else ""
+        flag = _STREAM.search(content)
+        if flag is None:  # Ollama streams unless told not to; OpenAI does not
+            self.stream = self.api == "ollama" and self.kind != "embed"
+        else:
+            self.stream = flag.group(1) == b"true"
         self.digest = blake2b(content, digest_size=8).hexdigest() if content else None
         self.openai = OpenAIStream(self.kind, self.model) if self.api == "openai" else None
         self.status = 0
@@ -179,11 +177,14 @@ class Exchange:
 
     def _look(self, part: bytes, now: float) -> None:
         start = self.position
-        self.position += len(part)
+        self.position = start + len(part)
         if not self.stream or self.status != 200:
             if self.kept < MAX_KEPT:
                 self.body.append(part)
                 self.kept += len(part)
+            return
+        if not self.partial and part.endswith(b"\n") and part.count(b"\n") == 1:
+            self._line(part, now, self.position)  # one whole line: the common case
             return
         data = self.partial + part if self.partial else part
         begin = 0
@@ -195,20 +196,31 @@ class Exchange:
         self.partial = data[begin:] if begin < len(data) else b""
 
     def _line(self, line: bytes, now: float, at: int) -> None:
-        if not line.strip():
+        """One line of a stream; ``at``: the body's byte just after it."""
+        if len(line) < 3 and not line.strip():
             return
         if self.openai is not None:
             chunk = self.openai.feed(line.decode("utf-8", errors="replace").strip())
             if chunk is not None:
                 self._chunk(chunk, now, at)
             return
-        if any(mark in line for mark in _DONE) or b'"error"' in line:
-            chunk = _object(line)
-            if chunk:
-                self._chunk(chunk, now, at)
-            return
-        if not any(mark in line for mark in _EMPTY):
-            self.texts.append((now, at))
+        # Ollama's lines: a chunk on its way (compact JSON, as Ollama and the emulator write
+        # it) is a text chunk unless its text field is empty; the last line (done), an error
+        # and JSON of another spacing are parsed
+        if b'"error"' not in line:
+            if b'"done":false' in line:
+                if b'":""' in line and (b'"response":""' in line or b'"content":""' in line):
+                    return
+                self.texts.append((now, at))
+                return
+            if b'"done":true' in line:  # the statistics, without parsing the token context
+                if not (b'"response":""' in line or b'"content":""' in line):
+                    self.texts.append((now, at))
+                self.final = _statistics(line)
+                return
+        chunk = _object(line)
+        if chunk:
+            self._chunk(chunk, now, at)
 
     def _chunk(self, chunk: Mapping[str, Any], now: float, at: int) -> None:
         if "error" in chunk:
@@ -226,12 +238,16 @@ class Exchange:
             self.error = f"HTTP {self.status}: {error_text(_object(data) or _text(data))}"
             return "error"
         if not self.stream:
-            answer = _object(b"".join(self.body))
-            if "error" in answer:
-                self.error = error_text(answer)
-                return "error"
-            self.final = from_openai(self.kind, answer) if self.openai is not None else answer
-            if chunk_text(self.final) or self.kind != "embed":
+            data = b"".join(self.body)
+            if self.openai is None and b'"error"' not in data:  # Ollama's, as usual
+                self.final = _statistics(data)
+            else:
+                answer = _object(data)
+                if "error" in answer:
+                    self.error = error_text(answer)
+                    return "error"
+                self.final = answer if self.openai is None else from_openai(self.kind, answer)
+            if self.kind != "embed":  # the whole answer is its first token, as for our client
                 self.texts.append((end, self.position))
             return "ok"
         if self.error is not None:
@@ -303,6 +319,22 @@ def origin(scheme: str, host: str, port: int | None) -> str:
     """``scheme://host:port``, as the records name a host."""
     name = f"[{host}]" if ":" in host else host
     return f"{scheme}://{name}:{port or PORTS.get(scheme, 80)}"
+
+
+_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_STREAM = re.compile(rb'"stream"\s*:\s*(true|false)')
+_STATISTIC = re.compile(
+    rb'"(total_duration|load_duration|prompt_eval_count|prompt_eval_duration|eval_count'
+    rb'|eval_duration)"\s*:\s*(\d+)'
+)
+
+
+def _statistics(data: bytes) -> dict[str, Any]:
+    """The ``done`` chunk's statistics, read off its text (its token ``context`` can be a long
+    list of numbers, which a parse would turn into objects for nothing)."""
+    found: dict[str, Any] = {key.decode(): int(value) for key, value in _STATISTIC.findall(data)}
+    found["done"] = True
+    return found
 
 
 def _object(data: bytes) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import importlib.abc
 import importlib.machinery
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -207,15 +207,20 @@ def uninstall() -> None:
 
 
 @contextmanager
-def observing(observer: Observer) -> Iterator[None]:
-    """Measure the LLM calls of the whole process for ``observer`` while inside."""
+def _joined(stack: list[Any], member: Any) -> Iterator[None]:
+    """``member`` on top of one of the point's stacks (observers, cassettes) while inside."""
     install()
-    POINT.observers.append(observer)
+    stack.append(member)
     try:
         yield
     finally:
-        POINT.observers.remove(observer)
+        stack.remove(member)
         uninstall()
+
+
+def observing(observer: Observer) -> AbstractContextManager[None]:
+    """Measure the LLM calls of the whole process for ``observer`` while inside."""
+    return _joined(POINT.observers, observer)
 
 
 def start_observing(observer: Observer) -> Callable[[], None]:
@@ -229,16 +234,9 @@ def start_observing(observer: Observer) -> Callable[[], None]:
     return stop
 
 
-@contextmanager
-def playing(cassette: CassetteSession) -> Iterator[None]:
+def playing(cassette: CassetteSession) -> AbstractContextManager[None]:
     """Send every request of the process through ``cassette`` while inside."""
-    install()
-    POINT.cassettes.append(cassette)
-    try:
-        yield
-    finally:
-        POINT.cassettes.remove(cassette)
-        uninstall()
+    return _joined(POINT.cassettes, cassette)
 
 
 # --- the wrappers ---------------------------------------------------------------------------
