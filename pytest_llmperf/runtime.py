@@ -68,6 +68,7 @@ class Runtime:
             "fallback": settings.fallback,
             "retries": settings.retries,
             "concurrency": settings.concurrency,
+            "max_line_bytes": settings.max_line_bytes,
             "on_record": self.router,
         }
 

@@ -36,6 +36,7 @@ class Settings:
     fallback: bool = False
     retries: int = 2
     concurrency: int = 4
+    max_line_bytes: int = 16 * 1024 * 1024
     keep_alive: str = "30m"
     record_mode: str = "none"
     replay_timing: str = "instant"
@@ -186,6 +187,20 @@ def _count(least: int) -> Callable[[str], int]:
     return parse
 
 
+_UNITS = {"": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def _size(value: str) -> int:
+    text = value.strip().lower().replace(" ", "")
+    digits = text.rstrip("kmgib")
+    unit = text[len(digits) :]
+    if not digits.isdigit() or unit not in _UNITS or int(digits) < 1:
+        raise ValueError(
+            "give a whole number of bytes >= 1, or one with a unit: 64KiB, 16MiB, 1GiB"
+        )
+    return int(digits) * _UNITS[unit]
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "emulator_profiles",
@@ -320,6 +335,16 @@ OPTIONS: tuple[Option, ...] = (
         "calls in flight at once in client.many() (default 4)",
         _count(1),
         "N",
+    ),
+    Option(
+        "max_line_bytes",
+        "--llm-max-line-bytes",
+        "llm_max_line_bytes",
+        "LLMPERF_MAX_LINE_BYTES",
+        "the longest line of a stream (or answer read whole) a client takes, as 16MiB "
+        "(default) or a number of bytes; a longer one fails the call",
+        _size,
+        "SIZE",
     ),
     Option(
         "keep_alive",
