@@ -7,6 +7,7 @@ a :class:`pytest.UsageError` that names the value, where it came from, and what 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -75,11 +76,19 @@ def _path(value: str) -> Path | None:
     return Path(value).expanduser() if value.strip() else None
 
 
-def _scale(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError("must be a number >= 0")
+def _real(value: str, allowed: str) -> float:
+    """A finite number >= 0; else a ValueError saying what is ``allowed``."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(allowed)
     return number
+
+
+def _scale(value: str) -> float:
+    return _real(value, "must be a number >= 0 (1: the profiles' delays, 0.1: ten times faster)")
 
 
 def _host(value: str) -> str:
@@ -111,10 +120,7 @@ def _cache(value: str) -> str:
 
 
 def _ttl(value: str) -> float | None:
-    number = float(value)
-    if number < 0:
-        raise ValueError("must be a number of seconds >= 0 (0: entries never expire)")
-    return number or None
+    return _real(value, "must be a number of seconds >= 0 (0: entries never expire)") or None
 
 
 def _tier(value: str) -> str:
@@ -145,7 +151,14 @@ def _timeout(value: str) -> str:
 def _timing(value: str) -> str:
     from pytest_llmperf.cassettes import parse_timing
 
-    parse_timing(value)
+    try:
+        factor = parse_timing(value)
+    except ValueError:
+        factor = math.nan
+    if not math.isfinite(factor):
+        raise ValueError(
+            "choose instant, recorded, or a factor >= 0 of the recorded waits (0.5: half)"
+        )
     return value
 
 
@@ -179,7 +192,10 @@ def _switch(value: str) -> bool:
 
 def _count(least: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        number = int(value)
+        try:
+            number = int(value)
+        except ValueError:
+            number = least - 1
         if number < least:
             raise ValueError(f"must be a whole number >= {least}")
         return number
