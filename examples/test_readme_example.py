@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import ollama
 import pytest
 
 
@@ -42,3 +43,18 @@ def test_answers_within_budget(ollama_client):
 @pytest.mark.llm_budget(p95=5.0, calls=1, runs=5)
 def test_p95_over_five_runs(ollama_client):
     ollama_client.generate(tier="fast", prompt="One word for green?")
+
+
+@pytest.mark.llm_budget(total=60, calls=1)
+def test_my_app_on_the_official_client(ollama_emulator, llm_calls):
+    with ollama.Client(host=ollama_emulator.url) as client:
+        assert client.generate(model="llama3.2:1b", prompt="Why is the sky blue?").response
+    [call] = llm_calls
+    assert (call.source, call.route, call.outcome) == ("httpx", "/api/generate", "ok")
+
+
+@pytest.mark.xfail(reason="a budget nobody meets: this is how a slow call fails", strict=True)
+@pytest.mark.llm_budget(total=0.001)
+def test_a_budget_the_official_client_cannot_meet(ollama_emulator):
+    with ollama.Client(host=ollama_emulator.url) as client:
+        client.generate(model="llama3.2:1b", prompt="Why is the sky blue?")

@@ -46,6 +46,7 @@ _WHERE = {
     "TierPolicy": "tiers",
     "Tiers": "tiers",
     "load_catalogue": "emulator",
+    "not_measured": "observe",
 }
 
 __all__ = [
@@ -83,6 +84,7 @@ __all__ = [
     "Tiers",
     "__version__",
     "load_catalogue",
+    "not_measured",
 ]
 
 
@@ -119,6 +121,7 @@ if TYPE_CHECKING:
         ProfileError,
     )
     from pytest_llmperf.hosts import HostPool
+    from pytest_llmperf.observe import not_measured
     from pytest_llmperf.records import CallRecord, GapSummary, Recorder
     from pytest_llmperf.settings import Settings
     from pytest_llmperf.tiers import TierPolicy, Tiers

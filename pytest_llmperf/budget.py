@@ -265,9 +265,16 @@ def _percentiles(budget: Budget, calls: Sequence[CallRecord], runs: int) -> list
 
 
 def breakdown(record: CallRecord) -> str:
-    """Where a call's time went: load, prompt, generation, the rest, and the cache."""
+    """Where a call's time went; the parts add up to its total.
+
+    The server's parts (load, prompt, generation, the rest of its own total), then the time
+    outside the server (queueing before it and the network); a cache hit is all cache.
+    """
+    if record.cache_hit:  # the statistics are the original answer's, not this call's
+        return f"{record.cache} {record.total_s:.3g} s (the server was not called)"
     server = record.server
     parts = []
+    spent = 0.0
     for label, seconds in (
         ("load", server.load_s),
         ("prompt", server.prompt_eval_s),
@@ -275,9 +282,18 @@ def breakdown(record: CallRecord) -> str:
     ):
         if seconds is not None:
             parts.append(f"{label} {seconds:.3g} s")
+            spent += seconds
     if server.total_s is not None:
+        other = server.total_s - spent
+        if other >= 0.0005:
+            parts.append(f"other server time {other:.3g} s")
         parts.append(f"queue+network {max(record.total_s - server.total_s, 0.0):.3g} s")
-    parts.append(f"cache {record.cache}")
+    elif parts:
+        parts.append(f"outside them {max(record.total_s - spent, 0.0):.3g} s")
+    else:
+        parts.append(f"no server statistics; {record.total_s:.3g} s in all")
+    if record.source == "llmperf":
+        parts.append(f"cache {record.cache}")
     return ", ".join(parts)
 
 

@@ -43,6 +43,7 @@ from pytest_llmperf.errors import (
     ModelNotFoundError,
 )
 from pytest_llmperf.hosts import HostPool, backoff_s
+from pytest_llmperf.observe.point import OWN
 from pytest_llmperf.protocol import (
     ROUTES,
     Api,
@@ -65,6 +66,9 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 # The longest line of a stream (or body read whole) a client takes: far above any answer of
 # Ollama's (an embedding of a few thousand numbers is tens of kB), far below a memory balloon.
 MAX_LINE_BYTES = 16 * 1024 * 1024
+# Every JSON body says so: FastAPI servers (llama-cpp-python's, vLLM) refuse one without it.
+JSON_CONTENT_TYPE = "application/json"
+BLOCKED = "Network is disabled"  # how pytest-recording's --block-network refuses a connection
 
 # --- the steps a driver performs --------------------------------------------------------
 
@@ -72,7 +76,7 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 class Open:
     """Send a request; the driver returns the response once its headers are in."""
 
-    __slots__ = ("content", "headers", "method", "timeouts", "url")
+    __slots__ = ("content", "extensions", "headers", "method", "timeouts", "url")
 
     def __init__(
         self,
@@ -87,6 +91,8 @@ class Open:
         self.content = content
         self.timeouts = timeouts
         self.headers = headers
+        # the timeouts stay this dict: a limit changed once the headers are in applies
+        self.extensions = {"timeout": timeouts, OWN: True}  # we record this call ourselves
 
 
 class ReadBody:
@@ -344,6 +350,7 @@ class Core:
         self.fallback = fallback
         self.retries = retries
         self.headers = dict(headers) if headers else None
+        self.json_headers = _with_json_type(headers)  # for requests with a body
         self.on_record = on_record
         self._urls: dict[tuple[str, str], httpx.URL] = {}
 
@@ -530,7 +537,7 @@ class Core:
         reader: StreamReader | None = None
         try:
             response = yield Open(
-                "POST", self._url(host, trace.route), content, timeouts, self.headers
+                "POST", self._url(host, trace.route), content, timeouts, self.json_headers
             )
             trace.recorded = response.extensions.get("llmperf_recorded")
         except httpx.TimeoutException as exc:
@@ -543,6 +550,10 @@ class Core:
             raise where.timeout(phase, limit, perf_counter() - began) from None
         except httpx.TransportError as exc:
             raise where.unreachable(exc) from None
+        except RuntimeError as exc:
+            if not str(exc).startswith(BLOCKED):
+                raise
+            raise where.blocked(exc) from None
         try:
             if response.status_code != 200:
                 data = yield ReadBody(response, where, self.max_line, timeouts)
@@ -587,13 +598,14 @@ class Core:
         host = self.pool.acquire()
         where = _Where(host, str((payload or {}).get("model", "")), path, None)
         content = None if payload is None else json.dumps(payload).encode()
+        headers = self.headers if content is None else self.json_headers
         began = perf_counter()
         timeouts = {"connect": min(5.0, timeout), "read": timeout, "write": timeout}
         timeouts["pool"], timeouts["due"] = timeout, began + timeout
         try:
             try:
                 url = self._url(host, path)
-                response = yield Open(method, url, content, timeouts, self.headers)
+                response = yield Open(method, url, content, timeouts, headers)
                 data = yield ReadBody(response, where, self.max_line, timeouts)
             except httpx.TimeoutException as exc:
                 phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "total"
@@ -625,6 +637,14 @@ class Core:
             yield from self.run(Call("generate", request, cache=False, purpose="warm_up"))
             loaded[model] = perf_counter() - began
         return loaded
+
+
+def _with_json_type(headers: Mapping[str, str] | None) -> httpx.Headers:
+    """The client's headers for a JSON body: ``Content-Type`` added unless the caller set it."""
+    merged = httpx.Headers({"Content-Type": JSON_CONTENT_TYPE})
+    if headers:
+        merged.update(headers)  # case-insensitive: a caller's content-type replaces ours
+    return merged
 
 
 class _Where:
@@ -665,6 +685,14 @@ class _Where:
             "instead of a live server",
             host=self.host,
             model=self.model,
+        )
+
+    def blocked(self, exc: Exception) -> ConfigurationError:
+        host = self.host.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+        return ConfigurationError(
+            f"{self.label}: pytest-recording's --block-network refused the connection to "
+            f"{host} ({exc}). Allow the LLM server with --allowed-hosts={host} (a regex of "
+            "hosts; the embedded emulator is on 127.0.0.1), or replay the calls from a cassette"
         )
 
     def cut(self, exc: Exception) -> LLMStreamError:

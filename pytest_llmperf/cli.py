@@ -48,8 +48,21 @@ def _scale(value: str) -> float:
     return number
 
 
+def version() -> str:
+    """The installed distribution's version (the source tree's own where it is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("pytest-llmperf")
+    except metadata.PackageNotFoundError:
+        from pytest_llmperf import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmperf", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"llmperf {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
         "serve",

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import time
 import urllib.request
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -53,7 +55,7 @@ from pytest_llmperf.records import CallRecord
 from pytest_llmperf.sync_transport import DueTransport
 from pytest_llmperf.tiers import Tiers
 from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
-from pytest_llmperf.transport import AsyncLoopTransport, read_at_once, sets_cookies
+from pytest_llmperf.transport import AsyncLoopTransport, mocked, read_at_once, sets_cookies
 
 T = TypeVar("T")
 AnswerT = TypeVar("AnswerT")
@@ -556,7 +558,16 @@ class AsyncOllamaClient(
     iterator of chunks.
     """
 
+    _loop: asyncio.AbstractEventLoop | None = None  # where its connections live
+    _closer: AsyncGenerator[None, None] | None = None
+
     def _new_http(self) -> httpx.AsyncClient:
+        try:
+            loop = asyncio.get_running_loop()  # lanes are opened by a call, in its loop
+        except RuntimeError:
+            return _OwnAsyncClient()  # (made outside a loop: nothing opens until a call)
+        if loop is not self._loop:
+            self._loop, self._closer = loop, _close_at_loop_end(self)
         return _OwnAsyncClient()
 
     def _perform(self, call: Call) -> Any:
@@ -593,6 +604,21 @@ class AsyncOllamaClient(
             for http in self.lanes.clients:
                 await http.aclose()
 
+    def close_from_sync(self) -> None:
+        """Close from outside the event loop, as a plain (sync) fixture's teardown does.
+
+        The connections belong to the loop the calls ran on: that loop closes them if it is
+        still open and idle. Fixtures that close this way work with pytest-asyncio in every
+        mode and with anyio, since none of them has to run an async fixture.
+        """
+        loop, self._loop, self._closer = self._loop, None, None
+        if loop is None or not self._owns_http or loop.is_closed():
+            return  # nothing opened, or closed with the loop (see _close_at_loop_end)
+        if loop.is_running():  # a teardown inside the loop itself: close it there, soon
+            loop.create_task(self.aclose())
+            return
+        loop.run_until_complete(self.aclose())
+
     async def __aenter__(self) -> AsyncOllamaClient:
         return self
 
@@ -600,6 +626,28 @@ class AsyncOllamaClient(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _close_at_loop_end(client: AsyncOllamaClient) -> AsyncGenerator[None, None]:
+    """Close ``client``'s connections when its event loop shuts down, or when it is dropped.
+
+    An event loop that ends the usual way (``asyncio.run``, ``asyncio.Runner``, and so
+    pytest-asyncio's and anyio's test loops) first closes the async generators begun in it;
+    this one, begun in the loop of the client's calls, closes the client then. So no
+    connection outlives its loop, even when the client is closed too late or never.
+    """
+
+    async def close_then() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    closer = close_then()
+    step = closer.asend(None)  # begun here, in the running loop, which now knows of it
+    with contextlib.suppress(StopIteration):  # it stops at its yield, awaiting nothing
+        step.send(None)
+    return closer
 
 
 _httpx_log = logging.getLogger("httpx")
@@ -634,7 +682,9 @@ class _OwnAsyncClient(httpx.AsyncClient):
         self._heads: dict[tuple[int, int], tuple[Any, Any, dict[int, httpx.Headers]]] = {}
 
     def takes_plain(self, url: httpx.URL) -> bool:
-        return self.plain is not None and url.scheme == "http" and not self.cookies
+        """Whether the request goes straight to our transport: not while a mocking library
+        stands in for httpx (the request then goes through ``AsyncClient.send``, to it)."""
+        return self.plain is not None and url.scheme == "http" and not self.cookies and not mocked()
 
     async def send_plain(self, step: Open) -> httpx.Response:
         """Send ``step``'s request through our transport; the response, once its headers are in."""
@@ -660,7 +710,7 @@ class _OwnAsyncClient(httpx.AsyncClient):
             url,
             headers=headers,
             stream=httpx.ByteStream(content or b""),
-            extensions={"timeout": step.timeouts},
+            extensions=step.extensions,
         )
         request.read()
         response = await self.plain.handle_async_request(request)  # type: ignore[union-attr]
@@ -701,6 +751,7 @@ class _SyncDriver:
     def result(self) -> Any:
         """Run a call that hands no chunks out; its answer."""
         __tracebackhide__ = True
+        self.lanes.ready()  # before the call's clock starts (the steps' first send)
         steps, do = self.steps, self._do
         value: Any = None
         error: Exception | None = None
@@ -721,6 +772,7 @@ class _SyncDriver:
     def stream(self) -> Iterator[Answer]:
         """Run a call that hands out chunks, as an iterator of them."""
         __tracebackhide__ = True
+        self.lanes.ready()  # before the call's clock starts (the steps' first send)
         steps, do = self.steps, self._do
         value: Any = None
         error: Exception | None = None
@@ -777,7 +829,7 @@ class _SyncDriver:
                 step.url,
                 content=step.content,
                 headers=step.headers,
-                extensions={"timeout": step.timeouts},
+                extensions=step.extensions,
             )
             response = self.http.send(request, stream=True)
             self.opened.append(response)
@@ -807,6 +859,7 @@ class _AsyncDriver:
     async def result(self) -> Any:
         """Run a call that hands no chunks out; its answer."""
         __tracebackhide__ = True
+        self.lanes.ready()  # before the call's clock starts (the steps' first send)
         steps, do = self.steps, self._do
         value: Any = None
         error: Exception | None = None
@@ -827,6 +880,7 @@ class _AsyncDriver:
     async def stream(self) -> AsyncIterator[Answer]:
         """Run a call that hands out chunks, as an async iterator of them."""
         __tracebackhide__ = True
+        self.lanes.ready()  # before the call's clock starts (the steps' first send)
         steps, do = self.steps, self._do
         value: Any = None
         error: Exception | None = None
@@ -889,7 +943,7 @@ class _AsyncDriver:
                 step.url,
                 content=step.content,
                 headers=step.headers,
-                extensions={"timeout": step.timeouts},
+                extensions=step.extensions,
             )
             response = await http.send(request, stream=True)
             self.opened.append(response)

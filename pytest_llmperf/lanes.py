@@ -41,6 +41,15 @@ class Lanes(Generic[H]):
             busy.append(1)
             return len(busy) - 1, self.clients[-1]
 
+    def ready(self) -> None:
+        """Make the first client now, if there is none yet (before a call's clock starts:
+        making one, with its TLS context, can take longer than a fast call)."""
+        if not self.clients:
+            with self._lock:
+                if not self.clients:
+                    self.clients.append(self._make())
+                    self._busy.append(0)
+
     def give(self, lane: int) -> None:
         with self._lock:
             self._busy[lane] -= 1

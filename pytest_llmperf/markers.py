@@ -10,7 +10,8 @@ if TYPE_CHECKING:
 SETTINGS = "llm_settings"
 BUDGET = "llm_budget"
 CASSETTE = "llm_cassette"
-NAMES = frozenset({SETTINGS, BUDGET, CASSETTE})
+UNMEASURED = "llm_unmeasured"
+NAMES = frozenset({SETTINGS, BUDGET, CASSETTE, UNMEASURED})
 
 
 def on(node: pytest.Item) -> set[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from pytest_llmperf.gate import Comparison
     from pytest_llmperf.records import Recorder
     from pytest_llmperf.runtime import Runtime
-    from pytest_llmperf.tracking import Tracker
+    from pytest_llmperf.tracking import CallObserver, Tracker
 
 SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
 RUNTIME_KEY = pytest.StashKey["Runtime"]()
 RUN_KEY = pytest.StashKey["_Run"]()
+OBSERVER_KEY = pytest.StashKey["CallObserver"]()
+STOP_OBSERVING_KEY = pytest.StashKey[Callable[[], None]]()
 
 
 class _Run:
@@ -44,14 +46,24 @@ class _Run:
         self.problems: list[str] = []
         self.baseline: dict[str, object] | None = None
         self.comparison: Comparison | None = None
+        self.session_calls: list[dict[str, object]] = []  # calls made outside any test
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.append(report)  # read at the end of the run, if it made LLM calls
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: object, error: object) -> None:
+        """An xdist worker ended: the calls it made outside its tests."""
+        from pytest_llmperf.tracking import SESSION_CALLS
+
+        output = getattr(node, "workeroutput", None) or {}
+        self.session_calls.extend(output.get(SESSION_CALLS, ()))
 
 
 SETTINGS_MARKER = markers.SETTINGS
 BUDGET_MARKER = markers.BUDGET
 CASSETTE_MARKER = markers.CASSETTE
+UNMEASURED_MARKER = markers.UNMEASURED
 ClientT = TypeVar("ClientT")
 
 
@@ -65,9 +77,38 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hooks)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Observe from before the first conftest is imported: it may call an LLM at import."""
+    _observe(early_config, _settings.resolve(early_config, early=True))
+
+
+def _observe(config: pytest.Config, settings: _settings.Settings) -> None:
+    """Measure every LLM call the process makes, whatever the client (``measure = all``)."""
+    observer = config.stash.get(OBSERVER_KEY, None)
+    wanted = settings.enabled and settings.measure == "all"
+    if observer is not None:  # observing since the conftests: now with the final settings
+        if wanted:
+            observer.use(settings)
+            return
+        config.stash[STOP_OBSERVING_KEY]()
+        del config.stash[STOP_OBSERVING_KEY], config.stash[OBSERVER_KEY]
+        return
+    if wanted:
+        from pytest_llmperf.observe.point import start_observing
+        from pytest_llmperf.tracking import CallObserver
+
+        config.stash[OBSERVER_KEY] = observer = CallObserver(config, settings)
+        config.stash[STOP_OBSERVING_KEY] = start_observing(observer)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings = _settings.resolve(config)
     config.stash[RUN_KEY] = run = _Run()
+    _register_markers(config)
+    _observe(config, settings)
+    if not settings.enabled:  # --llm-enabled off: markers and ini keys known, nothing done
+        return
     if settings.budgets:  # they judge every test's calls, however it reaches its client
         _tracker(config, in_test=False)
     if not hasattr(config, "workerinput"):  # only the controller collects and reports
@@ -80,6 +121,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 run.baseline = gate.load(settings.baseline, "baseline")
             except ConfigurationError as exc:
                 raise pytest.UsageError(f"--llm-baseline: {exc}") from None
+
+
+def _register_markers(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{SETTINGS_MARKER}(**fields): override pytest-llmperf settings (cache, tiers, hosts, "
@@ -96,6 +140,10 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{CASSETTE_MARKER}(name=None, *, record_mode=None, timing=None): record this test's "
         "LLM traffic to a cassette, or replay it from one",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{UNMEASURED_MARKER}: leave this test's LLM calls out of the records, budgets and report",
+    )
 
 
 # A test that uses one of these, or one of our markers, may make LLM calls (or, with
@@ -107,6 +155,8 @@ TRACKED_FIXTURES = frozenset({"_llmperf_runtime", "llm_calls", "llm_cassette", "
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test marked ``llm_cassette`` uses the ``llm_cassette`` fixture, set up first; a run
     with a test that may make LLM calls gets the per-test hooks."""
+    if not config.stash[SETTINGS_KEY].enabled:
+        return
     tracked = False
     for item in items:
         names = getattr(item, "fixturenames", None)
@@ -122,7 +172,16 @@ def _tracker(config: pytest.Config, *, in_test: bool) -> Tracker:
     """The per-test hooks (tracking.py), registered on first need."""
     from pytest_llmperf import tracking
 
-    return tracking.start(config, config.stash[SETTINGS_KEY], in_test=in_test)
+    settings = config.stash[SETTINGS_KEY]
+    return tracking.start(config, settings, in_test=in_test, judge=settings.enabled)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_recording_configure(config: pytest.Config, vcr: object) -> None:
+    """pytest-recording's cassettes leave the LLM calls to ours, where a test has both."""
+    from pytest_llmperf.cassettes.beside_vcr import leave_llm_calls_to_ours
+
+    leave_llm_calls_to_ours(vcr)
 
 
 def _check_settings(marker: pytest.Mark, where: str) -> None:
@@ -154,6 +213,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Check our markers when the test is collected, not when it runs."""
     if not markers.on(metafunc.definition):  # the common case: none of ours
         return
+    if not metafunc.config.stash[SETTINGS_KEY].enabled:
+        return
     for marker in metafunc.definition.iter_markers():
         check = _MARKER_CHECKS.get(marker.name)
         if check is None:
@@ -182,9 +243,25 @@ def _runs(node: pytest.Item) -> int:
     return 1
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    """While the tests run, a call the plugin did not expect belongs to the test running."""
+    observer: CallObserver | None = session.config.stash.get(OBSERVER_KEY, None)
+    if observer is not None:
+        observer.testing = True
+    try:
+        return (yield)
+    finally:
+        if observer is not None:
+            observer.testing = False
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if RUNTIME_KEY in config.stash:
         config.stash[RUNTIME_KEY].close()
+    if STOP_OBSERVING_KEY in config.stash:
+        config.stash[STOP_OBSERVING_KEY]()
+        del config.stash[STOP_OBSERVING_KEY]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -215,7 +292,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     run = config.stash[RUN_KEY]
     settings = config.stash[SETTINGS_KEY]
-    made_calls = any(getattr(report, "llm_calls", None) for report in run.reports)
+    if not settings.enabled:
+        return
+    from pytest_llmperf.tracking import TRACKER_KEY
+
+    if TRACKER_KEY in config.stash:
+        run.session_calls.extend(r.to_dict() for r in config.stash[TRACKER_KEY].router.session)
+    made_calls = bool(run.session_calls) or any(
+        getattr(report, "llm_calls", None) for report in run.reports
+    )
     write = settings.report != "off" and (settings.report or made_calls)
     if not write and run.baseline is None:
         return
@@ -227,18 +312,21 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     collector = _report.Collector()
     for report in run.reports:
         collector.add(report.nodeid, report.when, report.outcome, report.duration, report)
-    run.data = _report.build(collector, dataclasses.asdict(settings), run.started, time.time())
+    run.data = _report.build(
+        collector, dataclasses.asdict(settings), run.started, time.time(), run.session_calls
+    )
     if run.baseline is not None:
         _gate(session, run, settings)
     config.hook.pytest_llmperf_report(report=run.data, config=config)
     if not write:
         return
-    if settings.report:
-        path = Path(settings.report)
-    else:
-        path = _report.default_path(config.rootpath / settings.report_dir, run.started)
     try:
-        _report.write(path, run.data)
+        if settings.report:
+            path = Path(settings.report)
+            _report.write(path, run.data)
+        else:
+            folder = config.rootpath / settings.report_dir
+            path = _report.write_in_folder(folder, run.started, run.data, settings.report_keep)
     except ConfigurationError as exc:
         run.problems.append(str(exc))
         return
@@ -310,8 +398,9 @@ def _llmperf_test_settings(
     if uses_cassette or "llm_cassette" in request.fixturenames:
         # every request must reach the cassette: a cache hit would leave it out
         settings = replace(settings, cache="off")
-    elif _runs(request.node) > 1:
-        # runs=N measures the server N times: the cache would answer runs 2 to N
+    elif _runs(request.node) > 1 or "benchmark" in request.fixturenames:
+        # runs=N and pytest-benchmark's rounds measure the server each time: the cache would
+        # answer every repeat
         settings = replace(settings, cache="off")
     return settings
 
@@ -335,15 +424,22 @@ def ollama_client(
 
 
 @pytest.fixture
-async def async_ollama_client(
+def async_ollama_client(
     request: pytest.FixtureRequest,
     _llmperf_runtime: Runtime,
     _llmperf_test_settings: _settings.Settings,
-) -> AsyncIterator[AsyncOllamaClient]:
-    """The async client on this test's settings; its calls are recorded in ``llm_calls``."""
+) -> Iterator[AsyncOllamaClient]:
+    """The async client on this test's settings; its calls are recorded in ``llm_calls``.
+
+    A plain fixture, so it needs no async fixture support: it works in pytest-asyncio's
+    strict and auto modes and under anyio alike.
+    """
+    from pytest_llmperf.tracking import ASYNC_CLIENTS_KEY
+
     client = _fixture_call(_llmperf_runtime.async_client, _llmperf_test_settings, request)
+    request.node.stash.setdefault(ASYNC_CLIENTS_KEY, []).append(client)  # closed after the body
     yield client
-    await client.aclose()
+    client.close_from_sync()
 
 
 def _fixture_call(

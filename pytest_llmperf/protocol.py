@@ -257,6 +257,10 @@ class OpenAIStream:
     def _chunk(self, fields: dict[str, Any]) -> dict[str, Any]:
         return {"model": self.model, "created_at": _created_at(None), **fields, "done": False}
 
+    def final_chunk(self) -> dict[str, Any]:
+        """The ``done`` chunk: what the stream said of its end and usage so far."""
+        return self._final()
+
     def _final(self) -> dict[str, Any]:
         if self.kind == "chat":
             message: dict[str, Any] = {"role": "assistant", "content": ""}

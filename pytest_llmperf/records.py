@@ -75,13 +75,16 @@ class CallRecord:
     timeout_phase: str | None = None
     timing: str = "live"
     request_digest: str | None = None  # a hash of the request sent; None for cache hits
+    source: str = "llmperf"  # who measured it: our client, or the transport of another
 
     @property
     def tokens_per_s(self) -> float | None:
-        """The server's generation speed, or output tokens over the client's total time."""
+        """The decode rate: the server's ``eval_count / eval_duration``, or else (OpenAI's
+        ``/v1`` gives no durations) one token per mean gap between the stream's text chunks;
+        ``None`` for a whole answer without the server's figures."""
         speed = self.server.tokens_per_s
-        if speed is None and self.output_tokens and self.total_s > 0:
-            speed = self.output_tokens / self.total_s
+        if speed is None and self.gaps is not None and self.gaps.mean > 0:
+            speed = 1.0 / self.gaps.mean
         return speed
 
     @property
@@ -138,6 +141,13 @@ class Recorder:
 
     def clear(self) -> None:
         self.records.clear()
+
+
+class Discard(Recorder):
+    """The recorder of a test whose calls are not measured (``llm_unmeasured``)."""
+
+    def __call__(self, record: CallRecord) -> None:
+        pass
 
 
 class RecordRouter:

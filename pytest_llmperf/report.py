@@ -8,6 +8,7 @@ ships beside this module (``report-schema-v1.json``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -39,6 +40,7 @@ class TestEntry:
     duration_s: float = 0.0
     runs: int = 1
     repeated: bool = False
+    attempts: int = 1
     calls: list[dict[str, Any]] = field(default_factory=list)
     violations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -52,6 +54,12 @@ class Collector:
     def add(self, nodeid: str, when: str, outcome: str, duration: float, extra: Any) -> None:
         entry = self.tests.setdefault(nodeid, TestEntry(nodeid))
         entry.duration_s += duration
+        attempt = getattr(extra, "llm_attempt", 1)
+        if attempt > entry.attempts:  # pytest-rerunfailures tries again: judged on this one
+            entry.attempts = attempt
+            entry.outcome = "passed"
+            entry.calls = []
+            entry.violations = []
         if outcome == "failed" or (when == "call" and outcome != "passed"):
             entry.outcome = "error" if outcome == "failed" and when != "call" else outcome
         if when == "setup" and outcome == "skipped":
@@ -123,13 +131,18 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def build(
-    collector: Collector, settings: Mapping[str, Any], started: float, finished: float
+    collector: Collector,
+    settings: Mapping[str, Any],
+    started: float,
+    finished: float,
+    session_calls: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The report as a JSON-able dict."""
+    """The report as a JSON-able dict; ``session_calls`` were made outside any test."""
     tests = sorted(collector.tests.values(), key=lambda entry: entry.nodeid)
     judged = [t for t in tests if t.outcome != "skipped"]
     passed = sum(1 for t in judged if t.outcome == "passed")
-    every_call = [call for t in tests for call in t.calls]
+    test_calls = [call for t in tests for call in t.calls]
+    every_call = [*test_calls, *session_calls]
     replayed = sum(1 for call in every_call if call.get("timing") == "recorded")
     entries = [
         {
@@ -138,6 +151,7 @@ def build(
             "duration_s": t.duration_s,
             "runs": t.runs,
             "repeated": t.repeated,
+            "attempts": t.attempts,
             "calls": t.calls,
             "violations": t.violations,
         }
@@ -168,13 +182,15 @@ def build(
             "failed": sum(1 for t in judged if t.outcome in ("failed", "error")),
             "skipped": len(tests) - len(judged),
             "budget_violations": sum(len(t.violations) for t in tests),
-            "calls": len(every_call),
+            "calls": len(test_calls),
+            "session_calls": len(session_calls),
             "success_rate": passed / len(judged) if judged else None,
             "success": f"{round(100 * passed / len(judged))}% ({passed}/{len(judged)})"
             if judged
             else "no tests",
         },
         "tests": entries,
+        "session": {"calls": list(session_calls)},
         "models": model_statistics(every_call),
         "recommendations": recommend(entries),
     }
@@ -194,24 +210,63 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+LATEST = "latest.json"  # in the report folder: the newest report, at a name that stays
+PATTERN = "llm_validation_*.json"
+_IGNORE_ALL = "# Created by pytest-llmperf automatically: its reports stay out of git.\n*\n"
+
+
 def default_path(folder: Path, started: float) -> Path:
-    return folder / time.strftime("llm_validation_%Y%m%d_%H%M%S.json", time.localtime(started))
+    """A new timestamped report path in ``folder`` (a second run in the same second: ``_2``)."""
+    stem = time.strftime("llm_validation_%Y%m%d_%H%M%S", time.localtime(started))
+    path, number = folder / f"{stem}.json", 1
+    while path.exists():
+        number += 1
+        path = folder / f"{stem}_{number}.json"
+    return path
+
+
+def write_in_folder(folder: Path, started: float, data: Mapping[str, Any], keep: int) -> Path:
+    """Write a timestamped report in ``folder``, and again as ``latest.json``; keep the newest
+    ``keep`` timestamped ones. A folder made here ignores itself in git (a ``.gitignore``
+    of ``*``, as ``.pytest_cache`` does)."""
+    made = not folder.exists()
+    path = default_path(folder, started)
+    write(path, data)
+    write(folder / LATEST, data)
+    if made:
+        with contextlib.suppress(OSError):
+            (folder / ".gitignore").write_text(_IGNORE_ALL, encoding="utf-8")
+    for old in sorted(folder.glob(PATTERN))[:-keep]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return path
 
 
 def write(path: Path, data: Mapping[str, Any]) -> None:
-    """Write the report atomically; a path that cannot be written is a ConfigurationError."""
+    """Write the report atomically; a path that cannot be written is a ConfigurationError.
+
+    Only a regular file is replaced; on any failure the temporary file is removed.
+    """
+    temporary: str | None = None
     try:
+        if path.exists() and not path.is_file():
+            raise IsADirectoryError(21, "it is not a regular file", str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=1, default=str)
         os.replace(temporary, path)
+        temporary = None
     except OSError as exc:
         raise ConfigurationError(
             f"cannot write the LLM validation report to {path}: {exc.strerror or exc}. Choose "
             "a writable place with --llm-report PATH or the llm_report_dir ini option; the "
             "test results themselves are not affected"
         ) from None
+    finally:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
 
 def schema() -> dict[str, Any]:
@@ -251,9 +306,11 @@ def terminal_lines(data: Mapping[str, Any], path: Path | None) -> list[str]:
     if len(recommendations) > TOP:
         lines.append(f"... {len(recommendations) - TOP} more recommendations in the report")
     summary = data["summary"]
+    outside = summary.get("session_calls") or 0
     lines.append(
-        f"tests {summary['success']}, {summary['calls']} LLM calls, "
-        f"{summary['budget_violations']} budget violations"
+        f"tests {summary['success']}, {summary['calls']} LLM calls"
+        + (f" (and {outside} outside any test)" if outside else "")
+        + f", {summary['budget_violations']} budget violations"
     )
     if path is not None:
         lines.append(f"report: {path}")

@@ -23,6 +23,7 @@ EMULATOR = "emulator"
 class Settings:
     """The plugin's resolved settings."""
 
+    enabled: bool = True
     emulator_profiles: Path | None = None
     emulator_gguf: tuple[str, ...] = ()
     emulator_time_scale: float = 1.0
@@ -44,10 +45,13 @@ class Settings:
     cassette_dir: str = "cassettes"
     scrub_headers: tuple[str, ...] = ()
     scrub_query: tuple[str, ...] = ()
+    measure: str = "all"
+    route_prefixes: tuple[str, ...] = ()
     budget_mode: str = "enforce"
     budgets: tuple[str, ...] = ()
     report: str = ""
-    report_dir: str = "."
+    report_dir: str = ".llmperf"
+    report_keep: int = 20
     baseline: Path | None = None
     baseline_threshold: float = 0.10
     baseline_alpha: float = 0.01
@@ -190,6 +194,13 @@ def _switch(value: str) -> bool:
     raise ValueError("choose on or off")
 
 
+def _prefix(value: str) -> str:
+    path = value.strip().strip("/")
+    if not path or "://" in value or "?" in value:
+        raise ValueError("write a path such as /ollama (no host, no query)")
+    return "/" + path
+
+
 def _count(least: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
@@ -218,6 +229,17 @@ def _size(value: str) -> int:
 
 
 OPTIONS: tuple[Option, ...] = (
+    Option(
+        "enabled",
+        "--llm-enabled",
+        "llm_enabled",
+        "LLMPERF_ENABLED",
+        "off: the plugin does nothing in this run (no measuring, budgets, report, gate or "
+        "cassette marker); its markers and ini keys stay known, for --strict-markers and "
+        "--strict-config (which -p no:llmperf breaks)",
+        _switch,
+        "on|off",
+    ),
     Option(
         "emulator_profiles",
         "--llm-emulator-profiles",
@@ -421,6 +443,27 @@ OPTIONS: tuple[Option, ...] = (
 )
 OPTIONS += (
     Option(
+        "measure",
+        "--llm-measure",
+        "llm_measure",
+        "LLMPERF_MEASURE",
+        "all (default): record every LLM call the tests make, whatever client makes it; "
+        "own: only the calls of the plugin's client fixtures",
+        _choice("all", "own"),
+        "all|own",
+    ),
+    Option(
+        "route_prefixes",
+        "--llm-route-prefix",
+        "llm_route_prefixes",
+        "LLMPERF_ROUTE_PREFIXES",
+        "a path a proxy puts before the LLM routes (/ollama for /ollama/api/chat), so calls "
+        "through it are measured too (repeatable)",
+        _prefix,
+        "PATH",
+        multiple=True,
+    ),
+    Option(
         "budget_mode",
         "--llm-budget-mode",
         "llm_budget_mode",
@@ -458,9 +501,19 @@ OPTIONS += (
         "--llm-report-dir",
         "llm_report_dir",
         "LLMPERF_REPORT_DIR",
-        "folder of the timestamped reports, relative to the rootdir (default: the rootdir)",
+        "folder of the timestamped reports and latest.json, relative to the rootdir "
+        "(default .llmperf, which ignores itself in git)",
         str,
         "DIR",
+    ),
+    Option(
+        "report_keep",
+        "--llm-report-keep",
+        "llm_report_keep",
+        "LLMPERF_REPORT_KEEP",
+        "how many timestamped reports the folder keeps, the newest (default 20)",
+        _count(1),
+        "N",
     ),
 )
 OPTIONS += (
@@ -516,6 +569,8 @@ BY_FIELD = {option.field: option for option in OPTIONS}
 # Settings of the whole session (its emulator, report and baseline), which one test cannot change.
 SESSION_ONLY = frozenset(
     {"emulator_profiles", "emulator_gguf", "emulator_time_scale", "report", "report_dir"}
+    | {"report_keep", "enabled"}
+    | {"measure", "route_prefixes"}
     | {field for field in BY_FIELD if field.startswith("baseline")}
 )
 
@@ -541,18 +596,25 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(option.ini, option.help)
 
 
-def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read every option from ini, then the environment, then the command line."""
+def resolve(
+    config: pytest.Config, environ: Mapping[str, str] | None = None, *, early: bool = False
+) -> Settings:
+    """Read every option from ini, then the environment, then the command line.
+
+    ``early``: before pytest has parsed the whole command line (while it loads the first
+    conftests), from the options it already knows.
+    """
     environ = os.environ if environ is None else environ
+    cli = config.known_args_namespace if early else config.option
     values: dict[str, Any] = {}
     for option in OPTIONS:
-        for origin, raw in _sources(config, environ, option):
+        for origin, raw in _sources(config, environ, option, cli):
             values[option.field] = _parse(option, raw, origin)
     return Settings(**values)
 
 
 def _sources(
-    config: pytest.Config, environ: Mapping[str, str], option: Option
+    config: pytest.Config, environ: Mapping[str, str], option: Option, cli: Any
 ) -> list[tuple[str, Any]]:
     found: list[tuple[str, Any]] = []
     ini = config.getini(option.ini)
@@ -561,9 +623,9 @@ def _sources(
     if environ.get(option.env):
         value = environ[option.env]
         found.append((f"environment variable {option.env}", _env_values(option, value)))
-    cli = config.getoption(option.field)
-    if cli:
-        found.append((f"command-line option {option.flag}", cli))
+    given = getattr(cli, option.field, None)
+    if given:
+        found.append((f"command-line option {option.flag}", given))
     return found
 
 

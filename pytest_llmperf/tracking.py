@@ -16,25 +16,37 @@ writes the report).
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_llmperf import budget as _budget
 from pytest_llmperf.errors import LLMBudgetWarning
-from pytest_llmperf.markers import BUDGET
-from pytest_llmperf.records import Recorder, RecordRouter
+from pytest_llmperf.markers import BUDGET, UNMEASURED
+from pytest_llmperf.observe.measure import Routes, Sink
+from pytest_llmperf.records import CallRecord, Discard, Recorder, RecordRouter
 from pytest_llmperf.settings import Settings
+
+if TYPE_CHECKING:
+    from pytest_llmperf.client import AsyncOllamaClient
 
 RECORDER_KEY = pytest.StashKey[Recorder]()
 PASSED_KEY = pytest.StashKey[bool]()
 VIOLATIONS_KEY = pytest.StashKey[list[dict[str, object]]]()
 RUNS_KEY = pytest.StashKey[int]()
+ATTEMPT_KEY = pytest.StashKey[int]()
 TRACKER_KEY = pytest.StashKey["Tracker"]()
+ASYNC_CLIENTS_KEY = pytest.StashKey[list["AsyncOllamaClient"]]()  # the fixture's
+SESSION_CALLS = "llmperf_session_calls"  # the key of an xdist worker's session calls
 
 
-def start(config: pytest.Config, settings: Settings, *, in_test: bool) -> Tracker:
+def start(
+    config: pytest.Config, settings: Settings, *, in_test: bool, judge: bool = True
+) -> Tracker:
     """The run's tracker, registered now if it is not yet.
 
+    ``judge=False`` (the plugin is off): made, for the fixtures' records, but its hooks are
+    not registered.
     ``in_test``: a fixture asks, inside a test whose protocol began without the tracker;
     the calls it makes from now on wait in a recorder of their own, which the test claims
     (through ``llm_calls``, or at its next report at the latest).
@@ -44,8 +56,33 @@ def start(config: pytest.Config, settings: Settings, *, in_test: bool) -> Tracke
         tracker = config.stash[TRACKER_KEY] = Tracker(settings)
         if in_test:
             tracker.router.current = Recorder()
-        config.pluginmanager.register(tracker, "llmperf-tracker")
+        if judge:  # (with the plugin off, the fixtures' calls are kept but not judged)
+            config.pluginmanager.register(tracker, "llmperf-tracker")
     return tracker
+
+
+class CallObserver:
+    """What the interception point reports to: the recorder of whatever runs now.
+
+    The first LLM call of a run that had no reason to expect one (a test on the user's own
+    client, with none of our fixtures or markers) registers the tracker then.
+    """
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.testing = False  # the tests are running (else: collection, or the end)
+        self.use(settings)
+
+    def use(self, settings: Settings) -> None:
+        self.settings = settings
+        self.routes = Routes(settings.route_prefixes)
+
+    def sink(self) -> Sink | None:
+        tracker = self.config.stash.get(TRACKER_KEY, None)
+        if tracker is None:
+            tracker = start(self.config, self.settings, in_test=self.testing)
+        current = tracker.router.current
+        return None if isinstance(current, Discard) else current
 
 
 class Tracker:
@@ -65,17 +102,56 @@ class Tracker:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
-        router = self.router
-        router.current = item.stash[RECORDER_KEY] = Recorder(item.nodeid)
         try:
             return (yield)
         finally:
-            router.current = router.session
+            self.router.current = self.router.session
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        """Each attempt at a test (pytest-rerunfailures makes several) gets its own records."""
+        item.stash[ATTEMPT_KEY] = item.stash.get(ATTEMPT_KEY, 0) + 1
+        if VIOLATIONS_KEY in item.stash:  # an earlier attempt's
+            del item.stash[VIOLATIONS_KEY]
+        if RUNS_KEY in item.stash:
+            del item.stash[RUNS_KEY]
+        unmeasured = item.get_closest_marker(UNMEASURED) is not None
+        recorder = Discard(item.nodeid) if unmeasured else Recorder(item.nodeid)
+        self.router.current = item.stash[RECORDER_KEY] = recorder
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[object]
+    ) -> Generator[None, object, object]:
+        """A fixture shared beyond one test (a session's warm-up) calls for the session."""
+        if fixturedef.scope == "function":
+            return (yield)
+        router = self.router
+        current, router.current = router.current, router.session
+        try:
+            return (yield)
+        finally:
+            router.current = current
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        output = getattr(session.config, "workeroutput", None)
+        if output is not None:  # an xdist worker: its session's calls go to the controller
+            output[SESSION_CALLS] = [record.to_dict() for record in self.router.session]
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         """After the test body: run it again if its budget asks for runs, then judge its calls."""
-        yield
+        try:
+            yield
+            self._after_body(item)
+        finally:
+            # while the body's event loop is still open: some close it without closing its
+            # async generators first (pytest-asyncio 0.24), before the fixtures' teardown
+            for client in item.stash.get(ASYNC_CLIENTS_KEY, ()):
+                client.close_from_sync()
+
+    def _after_body(self, item: pytest.Item) -> None:
         records = self.claim(item).records
         benchmark = getattr(item, "funcargs", {}).get("benchmark")
         if benchmark is not None:  # pytest-benchmark's fixture
@@ -102,8 +178,17 @@ class Tracker:
                 raise
             runs.append(len(records))
         mode = budget.mode or self.budget_mode
-        if mode == "off":
-            return
+        if mode != "off":
+            self._judge(item, budget, records, runs, mode)
+
+    def _judge(
+        self,
+        item: pytest.Item,
+        budget: _budget.Budget,
+        records: list[CallRecord],
+        runs: list[int],
+        mode: str,
+    ) -> None:
         violations = _budget.judge(budget, records, self.suite_budgets, runs)
         if not violations:
             return
@@ -134,6 +219,7 @@ class Tracker:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         # JSON-able attributes: pytest-xdist carries them to the controller with the report
+        report.llm_attempt = item.stash.get(ATTEMPT_KEY, 1)  # type: ignore[attr-defined]
         if report.when == "call":
             item.stash[PASSED_KEY] = report.passed
             report.llm_violations = item.stash.get(VIOLATIONS_KEY, [])  # type: ignore[attr-defined]

@@ -10,6 +10,10 @@ here is written for the answer side, which delays the last of many calls the mos
 buffer is walked by index, one timer per connection serves all its read waits, and
 :func:`read_at_once` hands a body that came whole with its headers to httpx directly.
 
+While a mocking library has patched httpx's async transport or httpcore's pool (pytest_httpx,
+respx in either mode), it steps aside: requests go through httpx's own transport, and so to
+the mock, as any httpx client's would.
+
 What it keeps of httpx's contract, so the rest of the client works unchanged:
 
 - the timeout extension, read where httpcore reads it: ``connect`` for opening a connection,
@@ -40,6 +44,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpcore
 import httpx
 
 monotonic = time.monotonic
@@ -55,6 +60,32 @@ _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2
 # where a chunked body is
 _SIZE, _DATA, _DATA_END, _TRAILERS = 0, 1, 2, 3
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?")
+
+
+def _own(method: Any, module: str, name: str) -> bool:
+    """Whether ``method`` (past the interception point's wrapper) is the library's own."""
+    method = getattr(method, "__llmperf_wraps__", method)
+    qualname = getattr(method, "__qualname__", "")
+    return getattr(method, "__module__", None) == module and qualname.endswith(name)
+
+
+def mocked() -> bool:
+    """Whether a library patched httpx's client, its async transport or httpcore's pool to
+    stand in for the network (pytest_httpx; respx, in its httpcore and httpx modes): then
+    requests go through them."""
+    return not (
+        _own(
+            httpx.AsyncHTTPTransport.handle_async_request,
+            "httpx._transports.default",
+            "AsyncHTTPTransport.handle_async_request",
+        )
+        and _own(httpx.AsyncClient._transport_for_url, "httpx._client", "._transport_for_url")
+        and _own(
+            httpcore.AsyncConnectionPool.handle_async_request,
+            "httpcore._async.connection_pool",
+            "AsyncConnectionPool.handle_async_request",
+        )
+    )
 
 
 class _Timeout(Exception):
@@ -231,6 +262,8 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, limits: httpx.Limits | None = None) -> None:
         limits = limits or httpx.Limits()
+        self._limits = limits
+        self._aside: httpx.AsyncHTTPTransport | None = None  # used while httpx is mocked
         self._max = limits.max_connections
         self._max_idle = limits.max_keepalive_connections
         self._expiry = limits.keepalive_expiry
@@ -373,6 +406,10 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
             raise RuntimeError("the transport is closed")
+        if mocked():  # a mocking library stands in httpx's (or httpcore's) place: go there
+            if self._aside is None:
+                self._aside = httpx.AsyncHTTPTransport(limits=self._limits)
+            return await self._aside.handle_async_request(request)
         url = request.url
         if url.scheme != "http":
             raise httpx.UnsupportedProtocol(
@@ -491,6 +528,8 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._aside is not None:
+            await self._aside.aclose()
         for conn in list(self._open):
             conn.close()
         self._idle.clear()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 # pytester's in-process runs drop the modules first imported inside them, and some of what
 # the plugin imports lazily cannot be imported twice: httpx keeps a map of httpcore's
@@ -18,6 +19,7 @@ import httpx
 import pytest
 import redis  # noqa: F401
 import vcr.serializers.yamlserializer  # noqa: F401
+from client_faces import Face
 
 from pytest_llmperf.emulator import Catalogue, EmulatorApp, EmulatorServer, load_catalogue
 from pytest_llmperf.emulator.profiles import ModelProfile
@@ -64,6 +66,22 @@ async def asgi_client(catalogue: Catalogue) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as client:
         client.app = app  # type: ignore[attr-defined]
         yield client
+
+
+@pytest.fixture(params=["sync", "async"])
+def face(request: pytest.FixtureRequest) -> Iterator[Callable[..., Face]]:
+    """``face(host=..., **options)``: a client of this test's face (sync or async)."""
+    loop = asyncio.new_event_loop()
+    made: list[Face] = []
+
+    def make(**options: Any) -> Face:
+        made.append(Face(request.param, loop, **options))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+    loop.close()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from pytest_llmperf.markers import CASSETTE as MARKER
 from pytest_llmperf.settings import Settings
 
 KEYWORDS = frozenset({"record_mode", "timing"})
+VCR_MARKER = "vcr"  # pytest-recording's
 
 
 def check_marker(marker: pytest.Mark, where: str) -> None:
@@ -59,7 +60,10 @@ def cassette_path(item: pytest.Item, settings: Settings, name: str | None) -> Pa
     cls = getattr(item, "cls", None)
     name = f"{cls.__name__}.{item.name}" if cls is not None else item.name
     test = re.sub(r"[^\w.-]+", "-", name).strip("-")
-    return folder / module / f"{test}.yaml"
+    # beside pytest-recording's cassette of the same test (which, for a test module at the
+    # rootdir, has this very path): a name of our own
+    kind = ".llm" if item.get_closest_marker(VCR_MARKER) is not None else ""
+    return folder / module / f"{test}{kind}.yaml"
 
 
 def open_session(item: pytest.Item, settings: Settings) -> CassetteSession:
@@ -71,4 +75,6 @@ def open_session(item: pytest.Item, settings: Settings) -> CassetteSession:
         mode=kwargs.get("record_mode") or settings.record_mode,
         timing=parse_timing(str(kwargs.get("timing") or settings.replay_timing)),
         scrubber=Scrubber(settings.scrub_headers, settings.scrub_query),
+        # pytest-recording's cassette takes the other HTTP libraries' traffic then
+        others=item.get_closest_marker(VCR_MARKER) is None,
     )

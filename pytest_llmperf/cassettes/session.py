@@ -1,10 +1,10 @@
 """Recording and replaying at httpx's transport, for every httpx client in the process.
 
-While a :class:`CassetteSession` is active, ``httpx.HTTPTransport.handle_request`` and
-``httpx.AsyncHTTPTransport.handle_async_request`` go through it, and so does our own
-:class:`~pytest_llmperf.transport.AsyncLoopTransport` (the async client's ``http://``
-transport), so the official ``ollama`` client, the ``openai`` client, LangChain's and ours
-are all covered, sync and async.
+While a :class:`CassetteSession` is active, every request that reaches the interception
+point (:mod:`pytest_llmperf.observe.point`: httpx's transports, httpx2's, and our own
+:class:`~pytest_llmperf.transport.AsyncLoopTransport`) goes through it, so the official
+``ollama`` client, the ``openai`` client, LangChain's and ours are all covered, sync and
+async.
 
 - **Recording** passes every chunk to the client as it arrives and copies it, with its
   arrival time, into the cassette: what the client sees, and when, is unchanged.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -35,7 +34,7 @@ from pytest_llmperf.cassettes.matching import differences, normal_body, target
 from pytest_llmperf.cassettes.scrub import SCRUBBED, Scrubber
 from pytest_llmperf.cassettes.store import Cassette, Interaction
 from pytest_llmperf.errors import LLMPerfError
-from pytest_llmperf.transport import AsyncLoopTransport
+from pytest_llmperf.observe.point import playing
 
 MODES = ("none", "once", "new_episodes", "all", "rewrite")
 perf_counter = time.perf_counter
@@ -45,61 +44,22 @@ class CassetteMismatchError(LLMPerfError):
     """A request the cassette has no answer for, in a mode that may not record it."""
 
 
-# httpx and its fork httpx2 (which openai>=2 uses) share one API: both are patched.
+# httpx and its fork httpx2 (which openai>=2 uses): the interception point covers both, so
+# vcrpy is told to leave them alone.
 HTTPX_MODULES = ("httpx", "httpx2")
-
-
-def _modules() -> list[ModuleType]:
-    found = []
-    for name in HTTPX_MODULES:
-        try:
-            found.append(importlib.import_module(name))
-        except ImportError:
-            continue
-    return found
 
 
 @contextmanager
 def patched(session: CassetteSession) -> Iterator[CassetteSession]:
     """Route every httpx (and httpx2) transport in the process through ``session``.
 
-    Clients on other HTTP libraries (``requests``, ``urllib``, ``aiohttp``, ...) go through
-    vcrpy's own patches at the same time, to a vcrpy cassette beside ours (see
-    :meth:`CassetteSession.foreign`); vcrpy leaves httpx to us.
+    The interception point (:mod:`pytest_llmperf.observe.point`) sends each request to the
+    session, after measuring it. Clients on other HTTP libraries (``requests``, ``urllib``,
+    ``aiohttp``, ...) go through vcrpy's own patches at the same time, to a vcrpy cassette
+    beside ours (see :meth:`CassetteSession.foreign`); vcrpy leaves httpx to us.
     """
-    saved = []
-    for hx in _modules():
-        sync_send = hx.HTTPTransport.handle_request
-        async_send = hx.AsyncHTTPTransport.handle_async_request
-        saved.append((hx, sync_send, async_send))
-        hx.HTTPTransport.handle_request = _sync_handler(session, sync_send, hx)
-        hx.AsyncHTTPTransport.handle_async_request = _async_handler(session, async_send, hx)
-    own_send = AsyncLoopTransport.handle_async_request
-    AsyncLoopTransport.handle_async_request = _async_handler(session, own_send, httpx)  # type: ignore[method-assign]
-    try:
-        with session.foreign():
-            yield session
-    finally:
-        AsyncLoopTransport.handle_async_request = own_send  # type: ignore[method-assign]
-        for hx, sync_send, async_send in saved:
-            hx.HTTPTransport.handle_request = sync_send
-            hx.AsyncHTTPTransport.handle_async_request = async_send
-
-
-def _sync_handler(session: CassetteSession, send: Any, hx: ModuleType) -> Any:
-    def handle_request(self: Any, request: Any) -> Any:
-        __tracebackhide__ = True
-        return session.handle(self, request, send, hx)
-
-    return handle_request
-
-
-def _async_handler(session: CassetteSession, send: Any, hx: ModuleType) -> Any:
-    async def handle_async_request(self: Any, request: Any) -> Any:
-        __tracebackhide__ = True
-        return await session.handle_async(self, request, send, hx)
-
-    return handle_async_request
+    with playing(session), session.foreign():
+        yield session
 
 
 def foreign_supported() -> bool:
@@ -130,7 +90,11 @@ class CassetteSession:
         mode: str = "none",
         timing: float = 0.0,
         scrubber: Scrubber | None = None,
+        *,
+        others: bool = True,
     ) -> None:
+        """``others``: also record and replay the HTTP libraries that are not httpx, through
+        vcrpy (:meth:`foreign`); off beside pytest-recording, whose cassette takes them."""
         if mode not in MODES:
             raise ValueError(f"unknown record mode {mode!r}: choose one of {', '.join(MODES)}")
         self.path = path
@@ -138,6 +102,7 @@ class CassetteSession:
         self.mode = "none" if mode == "once" and self.existed else mode
         self.requested_mode = mode
         self.timing = timing
+        self.others = others
         self.scrub = scrubber or Scrubber()
         fresh = self.mode in ("all", "rewrite") or (mode == "once" and not self.existed)
         self.cassette = Cassette(path) if fresh else Cassette.load(path)
@@ -191,7 +156,7 @@ class CassetteSession:
         """
         import vcr
 
-        if not foreign_supported():
+        if not self.others or not foreign_supported():
             return contextlib.nullcontext()
 
         scrubbed = sorted(self.scrub.request_headers)

@@ -27,6 +27,7 @@ from pytest_llmperf.emulator.engine import (
 )
 from pytest_llmperf.emulator.faults import FAULT_HEADER, FaultSpec, parse_fault_header
 from pytest_llmperf.emulator.keepalive import parse_keep_alive
+from pytest_llmperf.emulator.parts import PartsError, ollama_message
 from pytest_llmperf.emulator.profiles import Catalogue, load_catalogue, normalize_model_name
 from pytest_llmperf.emulator.text import render_messages, unit
 from pytest_llmperf.errors import FaultSpecError
@@ -262,7 +263,7 @@ class EmulatorApp:
     async def openai_chat(self, request: Request, out: Responder) -> None:
         body = request.json()
         backend, keep_alive, faults = self._prepare(request, body)
-        messages = _messages(body.get("messages"))
+        messages = _openai_messages(body.get("messages"))
         if not messages:
             raise HTTPError(400, "[] is too short - 'messages'")
         options = _openai_options(body)
@@ -510,6 +511,14 @@ def _messages(value: Any) -> list[Mapping[str, Any]]:
         if message.get("role") not in ("system", "user", "assistant", "tool"):
             raise HTTPError(400, f"invalid message role: {message.get('role')!r}")
     return value
+
+
+def _openai_messages(value: Any) -> list[Mapping[str, Any]]:
+    """The messages of a ``/v1`` chat, their content parts read as Ollama's ``/v1`` reads them."""
+    try:
+        return [ollama_message(message) for message in _messages(value)]
+    except PartsError as exc:
+        raise HTTPError(400, str(exc)) from None
 
 
 def _tools(value: Any) -> list[Mapping[str, Any]]:

@@ -92,7 +92,9 @@ def test_a_client_reached_at_run_time_records_to_its_own_test(
     assert calls == {"test_before": 0, "test_late": 2, "test_after": 0}
 
 
-def test_a_warm_up_reached_at_run_time_belongs_to_its_test(pytester: pytest.Pytester) -> None:
+def test_a_session_warm_up_reached_at_run_time_belongs_to_the_session(
+    pytester: pytest.Pytester,
+) -> None:
     pytester.makepyfile(
         """
         def test_plain():
@@ -112,4 +114,7 @@ def test_a_warm_up_reached_at_run_time_belongs_to_its_test(pytester: pytest.Pyte
         test["nodeid"].split("::")[1]: {call["purpose"] for call in test["calls"]}
         for test in data["tests"]
     }
-    assert purposes == {"test_plain": set(), "test_warms": {"warm_up"}, "test_after": set()}
+    assert purposes == {"test_plain": set(), "test_warms": set(), "test_after": set()}
+    # a session fixture's calls are the session's, not the first test's that needed it
+    assert {call["purpose"] for call in data["session"]["calls"]} == {"warm_up"}
+    assert data["summary"]["session_calls"] == len(data["session"]["calls"]) == 3

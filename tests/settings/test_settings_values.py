@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -46,13 +47,10 @@ class Config:
 
     def __init__(self, ini: dict[str, str], cli: dict[str, str]) -> None:
         self.ini = ini
-        self.cli = cli
+        self.option = SimpleNamespace(**{option.field: cli.get(option.field) for option in OPTIONS})
 
     def getini(self, name: str) -> Any:
         return self.ini.get(name, [] if BY_INI[name].multiple else "")
-
-    def getoption(self, name: str) -> Any:
-        return self.cli.get(name)
 
 
 BY_INI = {option.ini: option for option in OPTIONS}

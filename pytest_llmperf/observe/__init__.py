@@ -1,0 +1,12 @@
+"""The observation point: every LLM exchange, whatever client makes it, at the HTTP transport.
+
+It holds the interception of the transports (``point``), the measurement of one exchange
+(``measure``, ``streams``) and the cassettes that record and replay what passes. It may
+import the records and the wire formats; it never imports the plugin.
+"""
+
+from __future__ import annotations
+
+from pytest_llmperf.observe.point import OWN, not_measured
+
+__all__ = ["OWN", "not_measured"]

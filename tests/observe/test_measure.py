@@ -1,0 +1,159 @@
+"""One exchange measured from the bytes that pass: the logic alone, on made-up answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from pytest_llmperf.observe.measure import Exchange, Routes
+from pytest_llmperf.records import CallRecord
+
+GENERATE = ("/api/generate", "generate", "ollama")
+CHAT_V1 = ("/v1/chat/completions", "chat", "openai")
+
+
+def exchange(match: Any, body: dict[str, Any], got: list[CallRecord]) -> Exchange:
+    return Exchange(match, "http://127.0.0.1:11434", json.dumps(body).encode(), got.append, "t")
+
+
+def feed(ex: Exchange, parts: list[bytes], at: list[float]) -> None:
+    for part, moment in zip(parts, at, strict=True):
+        ex.arrived(part, ex.started + moment)
+        ex.catch_up()
+
+
+def line(**fields: Any) -> bytes:
+    return json.dumps(fields, separators=(",", ":")).encode() + b"\n"
+
+
+FINAL = line(
+    response="",
+    done=True,
+    total_duration=900_000_000,
+    load_duration=500_000_000,
+    prompt_eval_count=4,
+    prompt_eval_duration=100_000_000,
+    eval_count=3,
+    eval_duration=250_000_000,
+)
+
+
+def test_routes_are_recognised_with_and_without_a_proxy_prefix() -> None:
+    routes = Routes(["/ollama/"])
+    assert routes.match("/api/chat") == ("/api/chat", "chat", "ollama")
+    assert routes.match("/ollama/api/chat") == ("/api/chat", "chat", "ollama")
+    assert routes.match("/v1/embeddings/") == ("/v1/embeddings", "embed", "openai")
+    assert routes.match("/api/tags") is None
+    assert routes.match("/other/api/chat") is None
+
+
+def test_a_stream_split_anywhere_gives_its_text_chunks_and_the_server_statistics() -> None:
+    got: list[CallRecord] = []
+    ex = exchange(GENERATE, {"model": "m", "prompt": "hi"}, got)
+    ex.answered(200, {})
+    body = line(response="a", done=False) + line(response="b", done=False)
+    body += line(response="", done=False) + line(response="c", done=False) + FINAL
+    cut = [body[:5], body[5:40], body[40:41], body[41:90], body[90:]]
+    feed(ex, cut, [0.1, 0.2, 0.3, 0.4, 0.5])
+    ex.finish()
+    (record,) = got
+    assert record.stream and record.outcome == "ok" and record.model == "m"
+    assert record.ttft_s == pytest.approx(0.2)
+    assert record.output_tokens == 3
+    assert record.server.load_s == pytest.approx(0.5)
+    assert record.server.eval_count == 3
+    assert record.total_s == pytest.approx(0.5)
+
+
+def test_an_error_line_in_the_stream_is_an_error() -> None:
+    got: list[CallRecord] = []
+    ex = exchange(GENERATE, {"model": "m", "prompt": "hi"}, got)
+    ex.answered(200, {})
+    feed(ex, [line(response="a", done=False) + line(error="model ran out of memory")], [0.1])
+    ex.finish()
+    assert (got[0].outcome, got[0].error) == ("error", "model ran out of memory")
+
+
+def test_a_stream_closed_before_its_end_is_cancelled() -> None:
+    got: list[CallRecord] = []
+    ex = exchange(GENERATE, {"model": "m", "prompt": "hi"}, got)
+    ex.answered(200, {})
+    feed(ex, [line(response="a", done=False)], [0.1])
+    ex.finish()
+    assert got[0].outcome == "cancelled" and got[0].ttft_s == pytest.approx(0.1)
+
+
+def test_an_http_error_names_the_status_and_the_servers_message() -> None:
+    got: list[CallRecord] = []
+    ex = exchange(GENERATE, {"model": "nope", "prompt": "hi", "stream": False}, got)
+    ex.answered(404, {})
+    feed(ex, [b'{"error":"model \'nope\' not found"}'], [0.01])
+    ex.finish()
+    assert (got[0].outcome, got[0].error) == ("error", "HTTP 404: model 'nope' not found")
+
+
+def test_a_whole_openai_answer_gives_its_usage() -> None:
+    got: list[CallRecord] = []
+    ex = exchange(CHAT_V1, {"model": "m", "messages": []}, got)
+    ex.answered(200, {})
+    answer = {
+        "model": "m",
+        "choices": [{"message": {"content": "hello"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+    }
+    feed(ex, [json.dumps(answer).encode()], [0.2])
+    ex.finish()
+    (record,) = got
+    assert not record.stream
+    assert record.output_tokens == 2
+    assert record.ttft_s == record.total_s == pytest.approx(0.2)
+
+
+def test_an_openai_stream_gives_text_times_and_usage() -> None:
+    got: list[CallRecord] = []
+    ex = exchange(CHAT_V1, {"model": "m", "messages": [], "stream": True}, got)
+    ex.answered(200, {})
+
+    def event(data: Any) -> bytes:
+        return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+    parts = [
+        event({"choices": [{"delta": {"role": "assistant", "content": ""}}]}),
+        event({"choices": [{"delta": {"content": "he"}}]}),
+        event({"choices": [{"delta": {"content": "llo"}, "finish_reason": "stop"}]}),
+        event({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}),
+        b"data: [DONE]\n\n",
+    ]
+    feed(ex, parts, [0.1, 0.2, 0.3, 0.35, 0.4])
+    ex.finish()
+    (record,) = got
+    assert record.outcome == "ok"
+    assert record.ttft_s == pytest.approx(0.2)
+    assert record.gaps is not None and record.gaps.p50 == pytest.approx(0.1)
+    assert record.output_tokens == 2
+
+
+def test_a_replayed_answer_is_timed_by_the_recorded_chunks() -> None:
+    got: list[CallRecord] = []
+    ex = exchange(GENERATE, {"model": "m", "prompt": "hi"}, got)
+    first, second = line(response="a", done=False), line(response="b", done=False)
+    recorded = ((0.5, len(first)), (0.7, len(second)), (0.9, len(FINAL)))
+    ex.answered(200, {"llmperf_recorded": (0.5, recorded)})
+    feed(ex, [first + second + FINAL], [0.001])  # replayed at once, in one piece
+    ex.finish()
+    (record,) = got
+    assert record.timing == "recorded"
+    assert (record.ttft_s, record.total_s) == (0.5, 0.9)
+    assert record.gaps is not None and record.gaps.max == pytest.approx(0.2)
+
+
+def test_a_record_is_given_once() -> None:
+    got: list[CallRecord] = []
+    ex = exchange(GENERATE, {"model": "m", "prompt": "hi", "stream": False}, got)
+    ex.answered(200, {})
+    feed(ex, [line(response="x", done=True)], [0.1])
+    ex.finish()
+    ex.finish("error", RuntimeError("late"))
+    assert len(got) == 1 and got[0].outcome == "ok"
