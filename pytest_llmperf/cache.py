@@ -5,6 +5,11 @@ without ``stream`` and ``keep_alive`` (see :func:`pytest_llmperf.protocol.cache_
 An entry holds the answer's chunks, so a streamed answer is served back as a stream and a
 whole answer as a one-chunk stream. Redis being down never fails a call: the cache logs one
 warning, goes on with the first level alone, and tries Redis again after ``retry_after_s``.
+
+An entry in Redis that is not one the cache wrote (not UTF-8, not JSON, not a list of chunks
+ending in the final one: another program's key, or a damaged value) is never served: it is a
+miss, logged once per cache (a warning through :mod:`logging`), and the fresh answer
+overwrites it.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class CacheStats:
     hits_redis: int = 0
     misses: int = 0
     stores: int = 0
+    bad_entries: int = 0  # Redis entries that were not the cache's own (each was a miss)
     redis_errors: int = 0
     redis_error: str | None = None
 
@@ -115,11 +121,14 @@ class ResponseCache:
         if data is not None:
             self.stats.hits_memory += 1
             return "hit-memory", _decode(data)[0]
-        data = self._redis_get(identity)
-        if data is not None:
-            self._memory_put(identity, data)
-            self.stats.hits_redis += 1
-            return "hit-redis", _decode(data)[0]
+        found = self._redis_get(identity)
+        if found is not None:
+            entry = self._read(identity, found)
+            if entry is not None:
+                data, chunks = entry
+                self._memory_put(identity, data)
+                self.stats.hits_redis += 1
+                return "hit-redis", chunks
         self.stats.misses += 1
         return None
 
@@ -163,15 +172,46 @@ class ResponseCache:
     def _redis_usable(self) -> bool:
         return self.redis is not None and time.monotonic() >= self._redis_down_until
 
-    def _redis_get(self, identity: str) -> str | None:
+    def _redis_get(self, identity: str) -> Any:
         if not self._redis_usable():
             return None
         try:
-            value = self.redis.get(self.redis_key(identity))  # type: ignore[union-attr]
+            return self.redis.get(self.redis_key(identity))  # type: ignore[union-attr]
         except Exception as exc:  # redis-py raises its own tree; any failure means "down"
             self._redis_failed(exc)
             return None
-        return value.decode() if isinstance(value, bytes) else value
+
+    def _read(self, identity: str, value: Any) -> tuple[str, Chunks] | None:
+        """A Redis value as ``(text, chunks)``, if it is an entry this cache would write."""
+        problem = None
+        try:
+            data = value.decode() if isinstance(value, bytes) else value
+            if not isinstance(data, str):
+                raise TypeError
+            chunks, end = _decode(data)
+            if end != len(data):
+                raise ValueError
+        except UnicodeDecodeError:
+            problem = "it is not UTF-8"
+        except (TypeError, ValueError):
+            problem = "it is not JSON"
+        else:
+            problem = _shape_problem(chunks)
+        if problem is None:
+            return data, chunks
+        self.stats.bad_entries += 1
+        if self.stats.bad_entries == 1:
+            log.warning(
+                "the LLM response cache found an entry it did not write at %s in %s (%s: %r); "
+                "it is a miss, and the fresh answer replaces it. If another program writes "
+                "under this prefix, give the suite its own: --llm-cache-namespace NAME. "
+                "Later such entries are counted, not logged",
+                self.redis_key(identity),
+                self.redis_name,
+                problem,
+                value[:60] if isinstance(value, (bytes, str)) else value,
+            )
+        return None
 
     def _redis_put(self, identity: str, data: str) -> None:
         if not self._redis_usable():
@@ -196,3 +236,17 @@ class ResponseCache:
                 self.stats.redis_error,
                 self.retry_after_s,
             )
+
+
+def _shape_problem(value: Any) -> str | None:
+    """What makes ``value`` other than the chunks of an answer, as :meth:`put` stores them."""
+    if not isinstance(value, list) or not value:
+        return "it is not a list of chunks"
+    if not all(type(chunk) is dict for chunk in value):
+        return "a chunk is not a JSON object"
+    last = value[-1]
+    if last.get("done") is not True and "embeddings" not in last:
+        return "its last chunk is not a final one (done: true)"
+    if any(chunk.get("done") for chunk in value[:-1]):
+        return "a chunk before the last is marked done"
+    return None

@@ -9,9 +9,16 @@ API and send the results (or the exceptions) back in. No logic is written twice.
 How the timeouts map onto httpx: Ollama sends the response headers with the first chunk
 (after loading the model and reading the prompt), so the read limit while waiting for the
 headers is the ``first_token`` limit (``total`` for an answer that is not streamed). Once
-the headers are in, the read limit of the request becomes ``min(stall, time left)``: httpx
-reads it when the body starts, and applies it to every read of the body. The total limit is
-also checked after every chunk.
+the headers are in, the read limit of the request becomes ``min(stall, time left)``.
+
+A read limit bounds one wait for data, so a server that sends a byte every half second, or
+bytes with no newline, never trips it. So the request's timeouts also carry ``due``: the
+:func:`time.perf_counter` value at which the running phase ends (first token, then each
+next chunk within the stall limit, never past the total). The readers check it at every
+part of the body that arrives, and our transports (the async face's
+:mod:`~pytest_llmperf.transport`, the sync face's :mod:`~pytest_llmperf.sync_transport`) cut
+every wait at it, so a call ends on time whatever the server sends. A line of a stream, or a
+body read whole, longer than ``max_line_bytes`` is an :class:`LLMStreamError`.
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
 
 perf_counter = time.perf_counter
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# The longest line of a stream (or body read whole) a client takes: far above any answer of
+# Ollama's (an embedding of a few thousand numbers is tens of kB), far below a memory balloon.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 # Every JSON body says so: FastAPI servers (llama-cpp-python's, vLLM) refuse one without it.
 JSON_CONTENT_TYPE = "application/json"
 BLOCKED = "Network is disabled"  # how pytest-recording's --block-network refuses a connection
@@ -64,12 +74,9 @@ BLOCKED = "Network is disabled"  # how pytest-recording's --block-network refuse
 
 
 class Open:
-    """Send a request; the driver returns the response once its headers are in.
+    """Send a request; the driver returns the response once its headers are in."""
 
-    ``whole``: read the whole body too before returning (an answer that is not streamed).
-    """
-
-    __slots__ = ("content", "extensions", "headers", "method", "timeouts", "url", "whole")
+    __slots__ = ("content", "extensions", "headers", "method", "timeouts", "url")
 
     def __init__(
         self,
@@ -78,32 +85,63 @@ class Open:
         content: bytes | None,
         timeouts: dict[str, float],
         headers: Mapping[str, str] | None,
-        whole: bool,
     ) -> None:
         self.method = method
         self.url = url
         self.content = content
         self.timeouts = timeouts
         self.headers = headers
-        self.whole = whole
         # the timeouts stay this dict: a limit changed once the headers are in applies
         self.extensions = {"timeout": timeouts, OWN: True}  # we record this call ourselves
 
 
 class ReadBody:
-    """Read the rest of the response body; the driver returns the bytes."""
+    """Read the whole body of ``response`` within the call's limits; the driver returns it.
 
-    __slots__ = ("response",)
+    The driver hands each part of the body to :meth:`add` as it arrives (or a body it got
+    at once to :meth:`at_once`) and returns :meth:`value`. A body past ``most`` bytes is
+    an :class:`LLMStreamError`; a part that comes after ``timeouts["due"]`` is a
+    ``httpx.ReadTimeout``, as a wait cut at the due is.
+    """
 
-    def __init__(self, response: httpx.Response) -> None:
+    __slots__ = ("most", "parts", "response", "size", "timeouts", "where")
+
+    def __init__(
+        self, response: httpx.Response, where: _Where, most: int, timeouts: dict[str, float]
+    ) -> None:
         self.response = response
+        self.where = where
+        self.most = most
+        self.timeouts = timeouts
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, part: bytes) -> None:
+        __tracebackhide__ = True
+        self.size += len(part)
+        if self.size > self.most:
+            raise self.where.too_long("the answer", self.most)
+        self.parts.append(part)
+        if perf_counter() > self.timeouts["due"]:
+            raise httpx.ReadTimeout("the call's time ran out while its answer was arriving")
+
+    def at_once(self, data: bytes) -> bytes:
+        __tracebackhide__ = True
+        if len(data) > self.most:
+            raise self.where.too_long("the answer", self.most)
+        return data
+
+    def value(self) -> bytes:
+        parts = self.parts
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class Stream:
-    """Read the body of ``response`` line by line, feeding each line to ``reader``.
+    """Read the body of ``response`` as it arrives, handing each part to ``reader.take``.
 
-    The driver hands every chunk ``reader.feed`` returns to the caller and, at the end of
-    the body, returns ``reader.finish()``. The per-line logic stays here, in the reader;
+    The driver hands every chunk ``reader.take`` returns to the caller and, at the end of
+    the body, returns ``reader.finish()`` (whose last chunk, the final ``done`` one, it
+    hands out last). The logic of lines, limits and measures stays here, in the reader;
     the driver's loop is a few lines with no trip through the call's generators per chunk.
     """
 
@@ -292,9 +330,18 @@ class Core:
         retries: int = 2,
         headers: Mapping[str, str] | None = None,
         on_record: Any = None,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
         if api not in ROUTES:
             raise ConfigurationError(f"unknown api {api!r}: use 'ollama' or 'openai'")
+        if isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int):
+            raise ConfigurationError(
+                f"max_line_bytes={max_line_bytes!r}: give a whole number of bytes (default "
+                f"{MAX_LINE_BYTES})"
+            )
+        if max_line_bytes < 1:
+            raise ConfigurationError(f"max_line_bytes={max_line_bytes}: must be 1 or more")
+        self.max_line = max_line_bytes
         self.pool = pool
         self.api: Api = api
         self.tiers = tiers or Tiers()
@@ -477,31 +524,27 @@ class Core:
         content = _COMPACT.encode(payload).encode()
         trace.digest = blake2b(content, digest_size=8).hexdigest()
         began = perf_counter()
-        deadline = began + limits.total
         waiting = "first_token" if stream and limits.first_token < limits.total else "total"
+        first = limits.first_token if waiting == "first_token" else limits.total
         timeouts = {
             "connect": min(limits.connect, limits.total),
-            "read": limits.first_token if waiting == "first_token" else limits.total,
+            "read": first,
             "write": limits.total,
             "pool": limits.total,
+            "due": began + first,  # the end of the running phase (see the module's doc)
         }
         where = _Where(host, trace.model, trace.route, trace.tier)
-        stall_bound = False
+        reader: StreamReader | None = None
         try:
             response = yield Open(
-                "POST",
-                self._url(host, trace.route),
-                content,
-                timeouts,
-                self.json_headers,
-                not stream,
+                "POST", self._url(host, trace.route), content, timeouts, self.json_headers
             )
             trace.recorded = response.extensions.get("llmperf_recorded")
         except httpx.TimeoutException as exc:
             phase = (
                 "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else waiting
             )
-            limit = timeouts["connect"] if phase == "connect" else timeouts["read"]
+            limit = timeouts["connect"] if phase == "connect" else first
             if isinstance(exc, httpx.PoolTimeout):  # waited for a free connection: pool limit
                 limit = timeouts["pool"]
             raise where.timeout(phase, limit, perf_counter() - began) from None
@@ -513,26 +556,22 @@ class Core:
             raise where.blocked(exc) from None
         try:
             if response.status_code != 200:
-                data = (yield ReadBody(response)) if stream else response.content
+                data = yield ReadBody(response, where, self.max_line, timeouts)
                 raise where.status_error(response.status_code, data)
             if not stream:
-                answer = self._whole(call, where, response.content)
+                data = yield ReadBody(response, where, self.max_line, timeouts)
+                answer = self._whole(call, where, data)
                 trace.final = answer
                 if chunk_text(answer) or call.kind != "embed":
                     trace.text_at(perf_counter())
                 return [answer]
-            left = deadline - perf_counter()
-            stall_bound = limits.stall <= left
-            timeouts["read"] = max(min(limits.stall, left), 0.001)
+            timeouts["read"] = max(min(limits.stall, began + limits.total - perf_counter()), 0.001)
             openai = OpenAIStream(call.kind, trace.model) if self.api == "openai" else None
-            reader = StreamReader(trace, where, limits.total, deadline, openai)
+            reader = StreamReader(trace, where, limits, began, timeouts, self.max_line, openai)
             chunks: list[dict[str, Any]] = yield Stream(response, reader)
             return chunks
-        except httpx.ReadTimeout:
-            if not stream:
-                raise where.timeout("total", limits.total, perf_counter() - began) from None
-            phase = "stall" if stall_bound else "total"
-            limit = limits.stall if stall_bound else limits.total
+        except httpx.TimeoutException:
+            phase, limit = (waiting, first) if reader is None else reader.timed_out()
             raise where.timeout(phase, limit, perf_counter() - began) from None
         except httpx.TransportError as exc:
             if trace.emitted:
@@ -560,22 +599,22 @@ class Core:
         where = _Where(host, str((payload or {}).get("model", "")), path, None)
         content = None if payload is None else json.dumps(payload).encode()
         headers = self.headers if content is None else self.json_headers
-        timeouts = {"connect": min(5.0, timeout), "read": timeout, "write": timeout}
-        timeouts["pool"] = timeout
         began = perf_counter()
+        timeouts = {"connect": min(5.0, timeout), "read": timeout, "write": timeout}
+        timeouts["pool"], timeouts["due"] = timeout, began + timeout
         try:
             try:
-                response = yield Open(
-                    method, self._url(host, path), content, timeouts, headers, True
-                )
+                url = self._url(host, path)
+                response = yield Open(method, url, content, timeouts, headers)
+                data = yield ReadBody(response, where, self.max_line, timeouts)
             except httpx.TimeoutException as exc:
                 phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "total"
                 raise where.timeout(phase, timeout, perf_counter() - began) from None
             except httpx.TransportError as exc:
                 raise where.unreachable(exc) from None
             if response.status_code != 200:
-                raise where.status_error(response.status_code, response.content)
-            return where.decode(response.content)
+                raise where.status_error(response.status_code, data)
+            return where.decode(data)
         finally:
             self.pool.release(host)
 
@@ -714,6 +753,16 @@ class _Where:
             model=self.model,
         )
 
+    def too_long(self, what: str, most: int) -> LLMStreamError:
+        return LLMStreamError(
+            f"{self.label}: {what} is longer than the limit of {most} bytes (max_line_bytes); "
+            "Ollama's answers are one JSON object a line, far shorter. If this server's lines "
+            "are meant to be that long, raise the limit: OllamaClient(max_line_bytes=N), or "
+            "the llm_max_line_bytes ini option (--llm-max-line-bytes) under pytest",
+            host=self.host,
+            model=self.model,
+        )
+
     def stream_error(self, chunk: Mapping[str, Any], received: int) -> LLMStreamError:
         return LLMStreamError(
             f"{self.label}: the server reported an error in the middle of the stream after "
@@ -740,7 +789,7 @@ class _Where:
             )
         return value
 
-    def decode_line(self, line: str) -> dict[str, Any]:
+    def decode_line(self, line: bytes) -> dict[str, Any]:
         try:
             value = json.loads(line)
         except ValueError:
@@ -756,51 +805,131 @@ class _Where:
 
 
 class StreamReader:
-    """The per-line logic of a stream: parse, check, measure, keep the chunks."""
+    """The logic of a stream's body: lines, limits, parsing, checks, measures, the chunks.
 
-    __slots__ = ("chunks", "deadline", "limit", "openai", "trace", "where")
+    ``timeouts`` are the request's: their ``due`` moves with every chunk, to the end of the
+    phase now running (``phase``): the first token (within ``first_token`` of the start),
+    then each next chunk (within ``stall`` of the last), never past ``total``.
+    """
+
+    __slots__ = (
+        "chunks",
+        "end",
+        "limits",
+        "most",
+        "openai",
+        "pending",
+        "phase",
+        "timeouts",
+        "trace",
+        "where",
+    )
 
     def __init__(
         self,
         trace: _Trace,
         where: _Where,
-        limit: float,
-        deadline: float,
+        limits: Limits,
+        began: float,
+        timeouts: dict[str, float],
+        most: int,
         openai: OpenAIStream | None,
     ) -> None:
         self.trace = trace
         self.where = where
-        self.limit = limit
-        self.deadline = deadline
+        self.limits = limits
+        self.end = began + limits.total
+        self.timeouts = timeouts
+        self.phase = "total" if timeouts["due"] >= self.end else "first_token"
+        self.most = most
         self.openai = openai
+        self.pending = bytearray()  # the start of a line whose newline has not come yet
         self.chunks: list[dict[str, Any]] = []
 
-    def feed(self, line: str) -> dict[str, Any] | None:
-        """One line of the body; the chunk to hand to the caller, if it makes one."""
+    def take(self, data: bytes) -> list[dict[str, Any]]:
+        """A part of the body as it arrived; the chunks it completes, to hand to the caller.
+
+        The final ``done`` chunk is kept for :meth:`finish`: it is handed out once the call
+        is complete.
+        """
         __tracebackhide__ = True
         now = perf_counter()
+        if now > self.timeouts["due"]:
+            raise self.late()
+        pending = self.pending
+        if data.rfind(b"\n") < 0:
+            pending += data
+            if len(pending) > self.most:
+                raise self.where.too_long("a line of the stream", self.most)
+            return []
+        if pending:
+            pending += data
+            data = bytes(pending)
+            pending.clear()
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        if len(tail) > self.most:
+            raise self.where.too_long("a line of the stream", self.most)
+        pending += tail
+        out: list[dict[str, Any]] = []
+        count = len(self.chunks)
+        for line in lines:
+            chunk = self.feed(line, now)
+            if chunk is not None and not chunk.get("done"):
+                out.append(chunk)
+        if len(self.chunks) > count:  # the next chunk is due within the stall limit
+            due = now + self.limits.stall
+            if due < self.end:
+                self.timeouts["due"], self.phase = due, "stall"
+            else:
+                self.timeouts["due"], self.phase = self.end, "total"
+        return out
+
+    def feed(self, line: bytes, now: float) -> dict[str, Any] | None:
+        """One line of the body; its chunk, if it makes one."""
+        __tracebackhide__ = True
+        if len(line) > self.most:
+            raise self.where.too_long("a line of the stream", self.most)
+        if line[-1:] == b"\r":
+            line = line[:-1]
         if not line:
             return None
-        chunk = self.where.decode_line(line) if self.openai is None else self.openai.feed(line)
-        if chunk is None:
-            return None
-        trace = self.trace
+        chunk: dict[str, Any] | None
+        if self.openai is None:
+            chunk = self.where.decode_line(line)
+        else:
+            chunk = self.openai.feed(line.decode("utf-8", "replace"))
+            if chunk is None:
+                return None
         if "error" in chunk:
             raise self.where.stream_error(chunk, len(self.chunks))
-        done = chunk.get("done")
-        if now > self.deadline and not done:
-            raise self.where.timeout("total", self.limit, now - (self.deadline - self.limit))
         if chunk_text(chunk):
-            trace.text_at(now)
+            self.trace.text_at(now)
         self.chunks.append(chunk)
-        if done:
-            trace.final = chunk
-        trace.emitted = True
+        if chunk.get("done"):
+            self.trace.final = chunk
+        self.trace.emitted = True
         return chunk
+
+    def late(self) -> LLMTimeoutError:
+        phase, limit = self.timed_out()
+        return self.where.timeout(phase, limit, perf_counter() - (self.end - self.limits.total))
+
+    def timed_out(self) -> tuple[str, float]:
+        """The phase that ran out of time, and its limit (for a wait that timed out)."""
+        if perf_counter() < self.timeouts["due"] - 0.001:  # before the due: the read limit
+            return "stall", self.limits.stall
+        limits = self.limits
+        limit = {"first_token": limits.first_token, "stall": limits.stall}.get(self.phase)
+        return self.phase, limits.total if limit is None else limit
 
     def finish(self) -> list[dict[str, Any]]:
         """The stream's chunks, once the body has ended with its final ``done`` chunk."""
         __tracebackhide__ = True
+        if self.pending:  # the body's last line, with no newline after it
+            line = bytes(self.pending)
+            self.pending.clear()
+            self.feed(line, perf_counter())
         if not self.chunks or not self.chunks[-1].get("done"):
             raise LLMStreamError(
                 f"{self.where.label}: the stream ended after {len(self.chunks)} chunks without "

@@ -4,6 +4,7 @@ run's validation report against a baseline's."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,24 +14,37 @@ from pytest_llmperf import gate
 from pytest_llmperf.errors import LLMPerfError
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
+def _whole(value: str, least: int, most: int | None, allowed: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = least - 1
+    if number < least or (most is not None and number > most):
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {value!r}")
     return number
+
+
+def _positive(value: str) -> int:
+    return _whole(value, 1, None, "a whole number >= 1")
 
 
 def _non_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
-    return number
+    return _whole(value, 0, None, "a whole number >= 0")
+
+
+def _port(value: str) -> int:
+    return _whole(value, 0, 65535, "a port number from 0 to 65535 (0: any free port)")
 
 
 def _scale(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value}")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a number >= 0 (1: the profiles' delays, 0.01: 100x faster), got {value!r}"
+        )
     return number
 
 
@@ -59,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
     serve.add_argument(
-        "--port", type=_non_negative, default=11434, help="port (default 11434; 0: any free port)"
+        "--port", type=_port, default=11434, help="port (default 11434; 0: any free port)"
     )
     serve.add_argument(
         "--profiles", type=Path, help="latency profile file (TOML); default: the shipped one"

@@ -37,6 +37,7 @@ import httpx
 
 from pytest_llmperf.cache import ResponseCache
 from pytest_llmperf.calls import (
+    MAX_LINE_BYTES,
     Call,
     Core,
     Emit,
@@ -51,6 +52,7 @@ from pytest_llmperf.hosts import HostPool
 from pytest_llmperf.lanes import Lanes
 from pytest_llmperf.protocol import Api, parse_host
 from pytest_llmperf.records import CallRecord
+from pytest_llmperf.sync_transport import DueTransport
 from pytest_llmperf.tiers import Tiers
 from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
 from pytest_llmperf.transport import AsyncLoopTransport, mocked, read_at_once, sets_cookies
@@ -143,6 +145,7 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT, HttpT]):
         headers: Mapping[str, str] | None = None,
         on_record: Callable[[CallRecord], None] | None = None,
         http: HttpT | Lanes[HttpT] | None = None,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
         self.core = _core(
             host,
@@ -155,6 +158,7 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT, HttpT]):
             cooldown_s=cooldown_s,
             headers=headers,
             on_record=on_record,
+            max_line_bytes=max_line_bytes,
         )
         self.concurrency = concurrency
         self._owns_http = http is None
@@ -438,6 +442,7 @@ def _core(
     cooldown_s: float,
     headers: Mapping[str, str] | None,
     on_record: Callable[[CallRecord], None] | None,
+    max_line_bytes: int,
 ) -> Core:
     if isinstance(tiers, Mapping):
         tiers = Tiers(dict(tiers))
@@ -452,11 +457,25 @@ def _core(
         retries=retries,
         headers=headers,
         on_record=on_record,
+        max_line_bytes=max_line_bytes,
     )
 
 
 # Connections per host: enough for the concurrency people use against a local server.
 LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+
+
+def new_sync_http() -> httpx.Client:
+    """The sync face's httpx client: each wait for the server ends at the call's due.
+
+    That takes :class:`~pytest_llmperf.sync_transport.DueTransport`; with a proxy named in
+    the environment, httpx's own transports (one per proxy) serve instead, and the limits
+    hold between the parts of an answer only.
+    """
+    proxies = urllib.request.getproxies()
+    if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
+        return httpx.Client(limits=LIMITS)
+    return httpx.Client(limits=LIMITS, transport=DueTransport(LIMITS))
 
 
 class OllamaClient(
@@ -471,11 +490,14 @@ class OllamaClient(
     ``timeouts``: the per-tier limits and their adaptation; ``fallback``: retry a timed-out
     call on the next faster tier; ``retries``: how many times a connection failure or a 503
     is retried on another host; ``on_record``: called with every call's record; ``http``: an
-    ``httpx.Client`` (or :class:`~pytest_llmperf.lanes.Lanes` of them) to send through.
+    ``httpx.Client`` (or :class:`~pytest_llmperf.lanes.Lanes` of them) to send through
+    (one of :func:`new_sync_http`'s keeps each wait within the call's limits; another keeps
+    them between the parts of an answer only); ``max_line_bytes``: the longest line of a
+    stream, or answer read whole, taken (longer is an :class:`~pytest_llmperf.LLMStreamError`).
     """
 
     def _new_http(self) -> httpx.Client:
-        return httpx.Client(limits=LIMITS)
+        return new_sync_http()
 
     def _perform(self, call: Call) -> Any:
         __tracebackhide__ = True
@@ -665,7 +687,7 @@ class _OwnAsyncClient(httpx.AsyncClient):
         return self.plain is not None and url.scheme == "http" and not self.cookies and not mocked()
 
     async def send_plain(self, step: Open) -> httpx.Response:
-        """Send ``step``'s request through our transport; the response (read if whole)."""
+        """Send ``step``'s request through our transport; the response, once its headers are in."""
         url, extra, content = step.url, step.headers, step.content
         found = self._heads.get((id(url), id(extra)))
         if found is None or found[0] is not url or found[1] is not extra:
@@ -769,17 +791,13 @@ class _SyncDriver:
                         yield Answer(step.chunk)
                     continue
                 if type(step) is Stream:
-                    feed = step.reader.feed
+                    take = step.reader.take
                     try:
-                        for line in step.response.iter_lines():
-                            chunk = feed(line)
-                            if chunk is None:
-                                continue
-                            if chunk.get("done"):  # handed out once the call is complete
-                                last = chunk
-                            else:
+                        for part in step.response.iter_bytes():
+                            for chunk in take(part):
                                 yield Answer(chunk)
                         value, error = step.reader.finish(), None
+                        last = value[-1]  # the final chunk, handed out once the call is complete
                     except Exception as exc:
                         value, error = None, exc
                     continue
@@ -813,11 +831,14 @@ class _SyncDriver:
                 headers=step.headers,
                 extensions=step.extensions,
             )
-            response = self.http.send(request, stream=not step.whole)
+            response = self.http.send(request, stream=True)
             self.opened.append(response)
             return response
         if kind is ReadBody:
-            return step.response.read()
+            add = step.add
+            for part in step.response.iter_bytes():
+                add(part)
+            return step.value()
         if kind is Sleep:
             time.sleep(step.seconds)
             return None
@@ -878,17 +899,13 @@ class _AsyncDriver:
                         yield Answer(step.chunk)
                     continue
                 if type(step) is Stream:
-                    feed = step.reader.feed
+                    take = step.reader.take
                     try:
-                        async for line in step.response.aiter_lines():
-                            chunk = feed(line)
-                            if chunk is None:
-                                continue
-                            if chunk.get("done"):  # handed out once the call is complete
-                                last = chunk
-                            else:
+                        async for part in step.response.aiter_bytes():
+                            for chunk in take(part):
                                 yield Answer(chunk)
                         value, error = step.reader.finish(), None
+                        last = value[-1]  # the final chunk, handed out once the call is complete
                     except Exception as exc:
                         value, error = None, exc
                     continue
@@ -920,8 +937,6 @@ class _AsyncDriver:
             if type(http) is _OwnAsyncClient and http.takes_plain(step.url):
                 response = await http.send_plain(step)
                 self.opened.append(response)
-                if step.whole and not read_at_once(response):
-                    await response.aread()
                 return response
             request = http.build_request(
                 step.method,
@@ -930,11 +945,17 @@ class _AsyncDriver:
                 headers=step.headers,
                 extensions=step.extensions,
             )
-            response = await http.send(request, stream=not step.whole)
+            response = await http.send(request, stream=True)
             self.opened.append(response)
             return response
         if kind is ReadBody:
-            return await step.response.aread()
+            response = step.response
+            if read_at_once(response):
+                return step.at_once(response.content)
+            add = step.add
+            async for part in response.aiter_bytes():
+                add(part)
+            return step.value()
         if kind is Sleep:
             await asyncio.sleep(step.seconds)
             return None

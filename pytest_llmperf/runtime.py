@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from pytest_llmperf.cache import ResponseCache, open_redis
-from pytest_llmperf.client import LIMITS, AsyncOllamaClient, OllamaClient
+from pytest_llmperf.client import AsyncOllamaClient, OllamaClient, new_sync_http
 from pytest_llmperf.hosts import HostPool
 from pytest_llmperf.lanes import Lanes
 from pytest_llmperf.protocol import Api
@@ -30,7 +30,7 @@ class Runtime:
         self._caches: dict[tuple[str, float | None, str], ResponseCache | None] = {}
         self._timeouts: dict[tuple[tuple[str, ...], bool], AdaptiveTimeouts] = {}
         self._pools: dict[tuple[str, ...], HostPool] = {}
-        self.lanes: Lanes[httpx.Client] = Lanes(lambda: httpx.Client(limits=LIMITS))
+        self.lanes: Lanes[httpx.Client] = Lanes(new_sync_http)
 
     def cache(self, settings: Settings) -> ResponseCache | None:
         key = (settings.cache, settings.cache_ttl, settings.cache_namespace)
@@ -68,6 +68,7 @@ class Runtime:
             "fallback": settings.fallback,
             "retries": settings.retries,
             "concurrency": settings.concurrency,
+            "max_line_bytes": settings.max_line_bytes,
             "on_record": self.router,
         }
 

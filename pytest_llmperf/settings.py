@@ -7,6 +7,7 @@ a :class:`pytest.UsageError` that names the value, where it came from, and what 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -37,6 +38,7 @@ class Settings:
     fallback: bool = False
     retries: int = 2
     concurrency: int = 4
+    max_line_bytes: int = 16 * 1024 * 1024
     keep_alive: str = "30m"
     record_mode: str = "none"
     replay_timing: str = "instant"
@@ -78,11 +80,19 @@ def _path(value: str) -> Path | None:
     return Path(value).expanduser() if value.strip() else None
 
 
-def _scale(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError("must be a number >= 0")
+def _real(value: str, allowed: str) -> float:
+    """A finite number >= 0; else a ValueError saying what is ``allowed``."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(allowed)
     return number
+
+
+def _scale(value: str) -> float:
+    return _real(value, "must be a number >= 0 (1: the profiles' delays, 0.1: ten times faster)")
 
 
 def _host(value: str) -> str:
@@ -114,10 +124,7 @@ def _cache(value: str) -> str:
 
 
 def _ttl(value: str) -> float | None:
-    number = float(value)
-    if number < 0:
-        raise ValueError("must be a number of seconds >= 0 (0: entries never expire)")
-    return number or None
+    return _real(value, "must be a number of seconds >= 0 (0: entries never expire)") or None
 
 
 def _tier(value: str) -> str:
@@ -148,7 +155,14 @@ def _timeout(value: str) -> str:
 def _timing(value: str) -> str:
     from pytest_llmperf.cassettes import parse_timing
 
-    parse_timing(value)
+    try:
+        factor = parse_timing(value)
+    except ValueError:
+        factor = math.nan
+    if not math.isfinite(factor):
+        raise ValueError(
+            "choose instant, recorded, or a factor >= 0 of the recorded waits (0.5: half)"
+        )
     return value
 
 
@@ -189,12 +203,29 @@ def _prefix(value: str) -> str:
 
 def _count(least: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        number = int(value)
+        try:
+            number = int(value)
+        except ValueError:
+            number = least - 1
         if number < least:
             raise ValueError(f"must be a whole number >= {least}")
         return number
 
     return parse
+
+
+_UNITS = {"": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def _size(value: str) -> int:
+    text = value.strip().lower().replace(" ", "")
+    digits = text.rstrip("kmgib")
+    unit = text[len(digits) :]
+    if not digits.isdigit() or unit not in _UNITS or int(digits) < 1:
+        raise ValueError(
+            "give a whole number of bytes >= 1, or one with a unit: 64KiB, 16MiB, 1GiB"
+        )
+    return int(digits) * _UNITS[unit]
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -342,6 +373,16 @@ OPTIONS: tuple[Option, ...] = (
         "calls in flight at once in client.many() (default 4)",
         _count(1),
         "N",
+    ),
+    Option(
+        "max_line_bytes",
+        "--llm-max-line-bytes",
+        "llm_max_line_bytes",
+        "LLMPERF_MAX_LINE_BYTES",
+        "the longest line of a stream (or answer read whole) a client takes, as 16MiB "
+        "(default) or a number of bytes; a longer one fails the call",
+        _size,
+        "SIZE",
     ),
     Option(
         "keep_alive",

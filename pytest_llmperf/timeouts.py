@@ -16,6 +16,7 @@ again (the model may have been unloaded and must load once more).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -38,7 +39,8 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("total", "first_token", "stall", "connect"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value <= 0:
                 raise ConfigurationError(
                     f"timeout limit {name}={value!r} must be a number of seconds above 0"
                 )
@@ -57,7 +59,9 @@ class Limits:
             try:
                 changes[name] = float(value)
             except ValueError:
-                raise ConfigurationError(f"timeout {part!r}: {value!r} is not a number") from None
+                raise ConfigurationError(
+                    f"timeout {part!r}: {value!r} is not a number of seconds above 0"
+                ) from None
         return replace(base, **changes)
 
     def within(self, ceiling: Limits) -> Limits:

@@ -19,7 +19,9 @@ What it keeps of httpx's contract, so the rest of the client works unchanged:
 - the timeout extension, read where httpcore reads it: ``connect`` for opening a connection,
   ``write`` for each wait to send, ``pool`` for a wait for a free connection, ``read`` for
   each wait for data, looked up again at every wait (so a read limit changed once the
-  headers are in applies to the body);
+  headers are in applies to the body); beyond httpx's, a ``due`` (a
+  :func:`time.perf_counter` value, moved by the call as its phases go by) ends every wait
+  to send or receive, whatever the server sends meanwhile (see :mod:`pytest_llmperf.calls`);
 - responses streamed as they arrive, with Content-Length, chunked and read-until-close
   bodies; request bodies as bytes or streamed (chunked when httpx asks for it);
 - keep-alive: a connection goes back to the pool only after a complete response that
@@ -46,6 +48,7 @@ import httpcore
 import httpx
 
 monotonic = time.monotonic
+perf_counter = time.perf_counter
 
 MAX_HEAD = 64 * 1024  # the most a response's status line and headers may take
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
@@ -87,6 +90,17 @@ def mocked() -> bool:
 
 class _Timeout(Exception):
     """A wait ran past its limit (mapped to httpx's exception of the phase)."""
+
+
+def _limit(timeouts: dict[str, Any], phase: str) -> float | None:
+    """The limit of one wait: the phase's, cut to what is left before the call's ``due``."""
+    limit: float | None = timeouts.get(phase)
+    due = timeouts.get("due")
+    if due is not None:
+        left: float = max(due - perf_counter(), 0.0)
+        if limit is None or left < limit:
+            return left
+    return limit
 
 
 def _expire(waiter: asyncio.Future[bool]) -> None:
@@ -462,7 +476,7 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
 
     async def _drain(self, conn: _Connection, timeouts: dict[str, Any]) -> None:
         try:
-            await conn.drain(timeouts.get("write"))
+            await conn.drain(_limit(timeouts, "write"))
         except _Timeout:
             raise httpx.WriteTimeout("timed out sending the request") from None
 
@@ -482,7 +496,7 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
                 if len(buffer) > MAX_HEAD:
                     raise httpx.RemoteProtocolError("the response headers are too long")
                 try:
-                    await conn.wait(timeouts.get("read"))
+                    await conn.wait(_limit(timeouts, "read"))
                 except _Timeout:
                     raise httpx.ReadTimeout("timed out waiting for the response") from None
                 found = _head_end(buffer)
@@ -792,7 +806,7 @@ class _Body(httpx.AsyncByteStream):
                     raise conn.broken(self._cut())
                 try:
                     # looked up at every read: a limit changed after the headers applies
-                    await conn.wait(self.timeouts.get("read"))
+                    await conn.wait(_limit(self.timeouts, "read"))
                 except _Timeout:
                     raise httpx.ReadTimeout("timed out waiting for the response body") from None
         except BaseException:

@@ -6,6 +6,7 @@ with :func:`pytest_llmperf.emulator.server.serve`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -90,6 +91,8 @@ class Responder:
     def __init__(self, send: Send) -> None:
         self._send = send
         self.started = False
+        self.finished = False  # the last part of the body has gone out
+        self.hung_up = False  # the client hung up before the answer was complete
 
     async def start(self, status: int, media_type: str) -> None:
         self.started = True
@@ -97,6 +100,7 @@ class Responder:
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, more: bool = False) -> None:
+        self.finished = not more
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def whole(self, status: int, media_type: str, data: bytes) -> None:
@@ -126,6 +130,20 @@ class EmulatorApp:
             return
         request = Request(scope, await _read_body(receive))
         responder = Responder(send)
+        task = asyncio.current_task()
+        assert task is not None
+        watch = asyncio.get_running_loop().create_task(_hang_up(receive, responder, task))
+        try:
+            await self._answer(request, responder)
+        except asyncio.CancelledError:
+            if not responder.hung_up:
+                raise
+            if hasattr(task, "uncancel"):  # (3.11+) the cancel was ours, and is over
+                task.uncancel()
+        finally:
+            watch.cancel()
+
+    async def _answer(self, request: Request, responder: Responder) -> None:
         handler, family = _route(request.method, request.path)
         try:
             await handler(self, request, responder)
@@ -674,6 +692,20 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+async def _hang_up(receive: Receive, responder: Responder, task: asyncio.Task[Any]) -> None:
+    """Cancel the request's ``task`` if its client hangs up before the answer is complete.
+
+    What the request holds goes with it: above all its model's slot, which the next request
+    to the model would otherwise wait for until the answer had run its course (a stall of
+    20 s kept the next request waiting 18 s after its client had given up at 2 s).
+    """
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    if not responder.finished:
+        responder.hung_up = True
+        task.cancel()
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

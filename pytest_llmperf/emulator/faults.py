@@ -15,6 +15,7 @@ optionally with ``every = N`` to hit only every N-th request to that model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -106,7 +107,10 @@ def parse_fault_table(table: Mapping[str, Any]) -> FaultSpec:
     every = fields.pop("every", 1)
     spec = _build(kind, fields, origin=f"fault {dict(table)!r}")
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-        raise FaultSpecError(f"fault every must be a whole number >= 1, got {every!r}")
+        raise FaultSpecError(
+            f"fault {spec.kind.value!r}: every must be a whole number >= 1 (1: every request), "
+            f"got {every!r} (in fault {dict(table)!r})"
+        )
     return FaultSpec(spec.kind, spec.after, spec.seconds, spec.status, spec.message, every)
 
 
@@ -132,16 +136,58 @@ def _build(kind_name: str, fields: Mapping[str, Any], origin: str) -> FaultSpec:
             f"fault {kind.value!r} takes {sorted(_PARAMETERS[kind]) or 'no parameters'}, "
             f"not {sorted(unknown)} (in {origin})"
         )
-    try:
-        after = int(fields.get("after", 0))
-        seconds = float(fields.get("seconds", 0.0))
-        status = int(fields.get("status", 500))
-    except (TypeError, ValueError) as exc:
-        raise FaultSpecError(f"bad fault parameter in {origin}: {exc}") from None
-    if after < 0 or seconds < 0:
-        raise FaultSpecError(f"after and seconds cannot be negative (in {origin})")
-    if not 400 <= status <= 599:
+    after = _whole(kind, fields, "after", 0, 0, None, "a whole number of chunks >= 0", origin)
+    seconds = _seconds(kind, fields, origin)
+    status = _whole(kind, fields, "status", 500, 400, 599, "an HTTP error status 400-599", origin)
+    message = fields.get("message", "")
+    if not isinstance(message, str):
         raise FaultSpecError(
-            f"status must be an HTTP error status 400-599, got {status} (in {origin})"
+            f"fault {kind.value!r}: message must be a string, got {message!r} (in {origin})"
         )
-    return FaultSpec(kind, after, seconds, status, str(fields.get("message", "")))
+    return FaultSpec(kind, after, seconds, status, message)
+
+
+def _whole(
+    kind: FaultKind,
+    fields: Mapping[str, Any],
+    name: str,
+    default: int,
+    least: int,
+    most: int | None,
+    allowed: str,
+    origin: str,
+) -> int:
+    """A whole-number parameter: an int in a profile, its digits in a header."""
+    value = fields.get(name, default)
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value)
+    if number is None or number < least or (most is not None and number > most):
+        raise FaultSpecError(
+            f"fault {kind.value!r}: {name} must be {allowed}, got {value!r} (in {origin})"
+        )
+    return number
+
+
+def _seconds(kind: FaultKind, fields: Mapping[str, Any], origin: str) -> float:
+    value = fields.get("seconds", 0.0)
+    number = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and value.strip():
+        number = _float_or_nan(value)
+    if not math.isfinite(number) or number < 0:
+        raise FaultSpecError(
+            f"fault {kind.value!r}: seconds must be a number of seconds >= 0, got {value!r} "
+            f"(in {origin})"
+        )
+    return number
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan

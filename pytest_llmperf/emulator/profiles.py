@@ -6,6 +6,7 @@ A profile file is TOML with a ``[server]`` table (Ollama's scheduler settings) a
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -150,10 +151,14 @@ def _table(value: Any, source: str, where: str) -> Mapping[str, Any]:
 
 def _parse_server(table: Mapping[str, Any], source: str) -> ServerSettings:
     _reject_unknown(table, _SERVER_FIELDS, source, "server")
+    keep_alive = table.get("keep_alive", "5m")
     try:
-        keep_alive_s = parse_keep_alive(table.get("keep_alive", "5m"))
+        keep_alive_s = parse_keep_alive(keep_alive)
     except ValueError as exc:
-        raise ProfileError(f"{source}: [server].keep_alive: {exc}") from None
+        raise ProfileError(
+            f'{source}: [server].keep_alive must be a duration such as "5m" or "1h30m", a '
+            f"number of seconds, or a negative number (for ever), got {keep_alive!r} ({exc})"
+        ) from None
     return ServerSettings(
         num_parallel=_number(table, "num_parallel", 1, int, source, "server", minimum=1),
         max_queue=_number(table, "max_queue", 512, int, source, "server", minimum=0),
@@ -176,7 +181,9 @@ def _parse_model(name: str, table: Mapping[str, Any], source: str) -> ModelProfi
     for key in ("load_s", "first_token_s", "jitter"):
         values[key] = _number(table, key, getattr(defaults, key), float, source, where, 0.0)
     for key in ("prompt_tokens_per_s", "tokens_per_s"):
-        values[key] = _number(table, key, getattr(defaults, key), float, source, where, 1e-9)
+        values[key] = _number(table, key, getattr(defaults, key), float, source, where, 0.0)
+        if values[key] == 0:
+            raise ProfileError(f"{source}: {where}.{key} must be a number above 0, got 0")
     if values["jitter"] >= 1.0:
         raise ProfileError(f"{source}: {where}.jitter must be below 1.0, got {values['jitter']}")
     if "response_tokens" in table:
@@ -247,7 +254,11 @@ def _number(
 ) -> Any:
     value = table.get(key, default)
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not numeric or (kind is int and not isinstance(value, int)) or value < minimum:
+    if kind is int:
+        numeric = numeric and isinstance(value, int)
+    if not numeric or not math.isfinite(value) or value < minimum:
         wanted = "a whole number" if kind is int else "a number"
-        raise ProfileError(f"{source}: {where}.{key} must be {wanted} >= {minimum}, got {value!r}")
+        raise ProfileError(
+            f"{source}: {where}.{key} must be {wanted} >= {minimum:g}, got {value!r}"
+        )
     return kind(value)

@@ -100,4 +100,30 @@ def test_missing_profiles_and_bad_gguf_are_clear_errors(tmp_path: Path) -> None:
 def test_bad_numbers_are_refused_by_argparse() -> None:
     result = run("serve", "--num-parallel", "0")
     assert result.returncode == 2
-    assert "must be a whole number >= 1, got 0" in result.stderr
+    assert "must be a whole number >= 1, got '0'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ("--port", "99999"),
+            "llmperf serve: error: argument --port: must be a port number from 0 to 65535 (0: any free port), got '99999'",
+        ),
+        (
+            ("--port", "http"),
+            "llmperf serve: error: argument --port: must be a port number from 0 to 65535 (0: any free port), got 'http'",
+        ),
+        (
+            ("--time-scale", "fast"),
+            "llmperf serve: error: argument --time-scale: must be a number >= 0 (1: the profiles' delays, 0.01: 100x faster), got 'fast'",
+        ),
+    ],
+)
+def test_a_bad_number_is_one_line_naming_the_value_and_the_range(
+    args: tuple[str, ...], error: str
+) -> None:
+    result = run("serve", *args)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == error
+    assert "Traceback" not in result.stderr

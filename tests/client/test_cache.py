@@ -116,3 +116,54 @@ def test_records_say_which_level_answered(live: EmulatorServer) -> None:
             client.embed("llama3.2:1b", "text")
             client.embed("llama3.2:1b", "text")
     assert [r.cache for r in recorder] == ["miss", "hit-memory", "hit-redis", "hit-memory"]
+
+
+@pytest.fixture(params=["fakeredis", "redis-server"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """fakeredis, then a real redis-server (of this run)."""
+    if request.param == "fakeredis":
+        return "fakeredis"
+    return request.getfixturevalue("redis_url")  # type: ignore[no-any-return]
+
+
+FOREIGN = {
+    "not UTF-8": b"\xff\xfe[{",
+    "not JSON": b"cached answer",
+    "JSON with more after it": b'[{"response":"x","done":true}] and more',
+    "an object": b'{"response":"forged","done":true}',
+    "an empty list": b"[]",
+    "a list of numbers": b"[1,2]",
+    "no final chunk": b'[{"response":"forged","done":false}]',
+    "done too early": b'[{"response":"","done":true},{"response":"forged","done":false}]',
+}
+
+
+@pytest.mark.parametrize("value", FOREIGN.values(), ids=FOREIGN.keys())
+def test_an_entry_the_cache_did_not_write_is_a_miss_logged_once_and_replaced(
+    live: EmulatorServer, store_url: str, value: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = open_redis(store_url)
+    namespace = f"foreign-{time.monotonic_ns()}"
+    cache = ResponseCache(store, memory_size=0, namespace=namespace, redis_name=store_url)
+    recorder = Recorder()
+    with OllamaClient(live.url, cache=cache, on_record=recorder) as client:
+
+        def call() -> list[str]:
+            chunks = client.generate("llama3.2:1b", "hi", stream=True, options={"seed": 5})
+            return [chunk["response"] for chunk in chunks]
+
+        fresh = call()
+        [key] = [k.decode() for k in store.keys(f"{namespace}:*")]  # type: ignore[attr-defined]
+        with caplog.at_level(logging.WARNING, logger="pytest_llmperf.cache"):
+            for _ in range(2):  # the second time, counted and not logged
+                store.set(key, value)
+                assert call() == fresh
+                assert json.loads(store.get(key))[-1]["done"] is True  # the fresh answer
+    assert [r.cache for r in recorder] == ["miss", "miss", "miss"]
+    assert cache.stats.bad_entries == 2
+    [warning] = caplog.records
+    assert warning.getMessage().startswith(
+        f"the LLM response cache found an entry it did not write at {key} in {store_url} ("
+    )
+    assert "it is a miss, and the fresh answer replaces it" in warning.getMessage()
+    assert live.app.engine.requests_served == 3  # none was served from the foreign entry

@@ -503,7 +503,7 @@ async def test_a_silent_emulator_is_a_first_token_timeout(live: EmulatorServer) 
 
 def open_step(url: str, headers: dict[str, str] | None = None) -> Open:
     limits = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
-    return Open("POST", httpx.URL(url + "/api/x?y=1"), b'{"a":1}', limits, headers, True)
+    return Open("POST", httpx.URL(url + "/api/x?y=1"), b'{"a":1}', limits, headers)
 
 
 async def test_send_plain_sends_what_httpx_would() -> None:

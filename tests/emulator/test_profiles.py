@@ -71,7 +71,7 @@ faults = [{kind = "stall", after = 2, seconds = 0.5, every = 2}]
     [
         (
             "[models.a]\ntokens_per_s = -1\n",
-            r"models\.'a'\.tokens_per_s must be a number >= 1e-09, got -1",
+            r"models\.'a'\.tokens_per_s must be a number >= 0, got -1",
         ),
         ("[models.a]\nspeed = 1\n", r"\[models\.'a'\] has unknown key\(s\) \['speed'\]"),
         ("[models.a]\nresponse_tokens = [5, 2]\n", r"response_tokens must be \[min, max\]"),
@@ -93,3 +93,39 @@ def test_bad_files_name_file_key_and_value(tmp_path: Path, text: str, message: s
 def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="does not exist; pass an existing TOML file"):
         load_catalogue(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[models.a]\ntokens_per_s = 0\n",
+            "models.'a'.tokens_per_s must be a number above 0, got 0",
+        ),
+        ('[models.a]\nload_s = "2"\n', "models.'a'.load_s must be a number >= 0, got '2'"),
+        (
+            "[models.a]\nfirst_token_s = nan\n",
+            "models.'a'.first_token_s must be a number >= 0, got nan",
+        ),
+        ("[models.a]\nsize = 1.5\n", "models.'a'.size must be a whole number >= 1, got 1.5"),
+        ("[server]\nmax_queue = true\n", "server.max_queue must be a whole number >= 0, got True"),
+        ("[server]\ntime_scale = inf\n", "server.time_scale must be a number >= 0, got inf"),
+        (
+            '[server]\nkeep_alive = "soon"\n',
+            '[server].keep_alive must be a duration such as "5m" or "1h30m", a number of seconds, '
+            "or a negative number (for ever), got 'soon' (time: invalid duration \"soon\")",
+        ),
+        (
+            '[models.a]\nfaults = [{kind = "stall", seconds = "long"}]\n',
+            "models.'a'.faults[0]: fault 'stall': seconds must be a number of seconds >= 0, got "
+            "'long' (in fault {'kind': 'stall', 'seconds': 'long'})",
+        ),
+    ],
+)
+def test_a_bad_field_names_the_field_and_what_it_takes(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ProfileError) as failure:
+        load_catalogue(path)
+    assert str(failure.value) == f"{path}: {message}"

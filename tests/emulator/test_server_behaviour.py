@@ -17,6 +17,7 @@ import httpx
 import own_loop
 import pytest
 
+from pytest_llmperf import Limits, LLMTimeoutError, OllamaClient
 from pytest_llmperf.emulator import EmulatorServer
 from pytest_llmperf.emulator.profiles import Catalogue
 
@@ -159,3 +160,27 @@ def test_dropped_connection_is_seen_by_the_client(live: EmulatorServer) -> None:
     ):
         lines.extend(response.iter_lines())
     assert len(lines) <= 2
+
+
+def test_a_client_that_hangs_up_frees_its_models_slot(live: EmulatorServer) -> None:
+    stalled = {"X-Llmperf-Fault": "stall; after=1; seconds=20"}
+    patient = Limits(total=60, first_token=30, stall=30)
+    with OllamaClient(live.url, cache=None, headers=stalled) as quitter:
+        with pytest.raises(LLMTimeoutError) as caught:
+            list(
+                quitter.generate(
+                    "llama3.2:1b",
+                    "hi",
+                    stream=True,
+                    timeout=Limits(total=60, first_token=30, stall=1),
+                )
+            )
+        assert caught.value.phase == "stall"
+    gave_up = time.monotonic()
+    with OllamaClient(live.url, cache=None) as next_client:
+        answer = next_client.generate(
+            "llama3.2:1b", "hi", timeout=patient
+        )  # one slot: num_parallel 1
+    # the stall had 19 s to go: served well before it would have ended
+    assert time.monotonic() - gave_up < 8
+    assert answer["done"]

@@ -51,7 +51,7 @@ def test_bad_value_names_the_value_and_where_it_came_from(pytester: pytest.Pytes
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
-            "ERROR: invalid value 'fast' for ini option llm_emulator_time_scale: could not convert string to float: 'fast'"
+            "ERROR: invalid value 'fast' for ini option llm_emulator_time_scale: must be a number >= 0 (1: the profiles' delays, 0.1: ten times faster)"
         ]
     )
 
