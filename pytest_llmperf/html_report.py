@@ -151,9 +151,9 @@ def latency_figure(go: Any, answered: Sequence[Call]) -> Any:
     traces = [
         go.Box(
             name=label,
-            x=[c.model for c in answered if value(c) is not None],
+            x=[_plain(c.model) for c in answered if value(c) is not None],
             y=[value(c) for c in answered if value(c) is not None],
-            text=[c.test for c in answered if value(c) is not None],
+            text=[_plain(c.test) for c in answered if value(c) is not None],
             boxpoints="all",
             jitter=0.4,
             pointpos=0,
@@ -181,10 +181,10 @@ def scatter_figure(go: Any, answered: Sequence[Call]) -> Any:
     timed = [c for c in answered if c.ttft_s is not None]
     traces = [
         go.Scatter(
-            name=model,
+            name=_plain(model),
             x=[c.total_s for c in timed if c.model == model],
             y=[c.ttft_s for c in timed if c.model == model],
-            text=[c.test for c in timed if c.model == model],
+            text=[_plain(c.test) for c in timed if c.model == model],
             mode="markers",
             marker={"size": 8, "opacity": 0.8},
             hovertemplate="total %{x:.3f} s<br>TTFT %{y:.3f} s<br>%{text}<extra>%{fullData.name}"
@@ -214,9 +214,11 @@ def cold_warm_figure(go: Any, answered: Sequence[Call]) -> Any:
     traces = [
         go.Box(
             name=f"{state} ({sum(1 for c in answered if c.state == state)})",
-            x=[c.model for c in answered if c.state == state],
+            x=[_plain(c.model) for c in answered if c.state == state],
             y=[c.total_s for c in answered if c.state == state],
-            text=[f"{c.test}<br>load {c.load_s:.3f} s" for c in answered if c.state == state],
+            text=[
+                f"{_plain(c.test)}<br>load {c.load_s:.3f} s" for c in answered if c.state == state
+            ],
             boxpoints="all",
             jitter=0.4,
             pointpos=0,
@@ -274,26 +276,26 @@ def budget_figure(go: Any, rows: Sequence[_Row]) -> Any:
         go.Bar(
             name="slowest call",
             orientation="h",
-            y=[r.label for r in shown],
+            y=[_plain(r.label) for r in shown],
             x=[r.slowest for r in shown],
             marker={"color": ["#d62728" if r.violations else "#9ecae1" for r in shown]},
-            customdata=[[r.nodeid, r.calls, len(r.violations)] for r in shown],
+            customdata=[[_plain(r.nodeid), r.calls, len(r.violations)] for r in shown],
             hovertemplate="%{customdata[0]}<br>slowest call %{x:.3f} s of %{customdata[1]} "
             "calls<br>%{customdata[2]} budget violations<extra></extra>",
         ),
         go.Scatter(
             name="budget limit",
             mode="markers",
-            y=[r.label for r, _ in over],
+            y=[_plain(r.label) for r, _ in over],
             x=[float(v["limit"]) for _, v in over],
             marker={"symbol": "line-ns-open", "size": 22, "color": "#000", "line": {"width": 3}},
-            text=[str(v.get("message", "")) for _, v in over],
+            text=[_plain(v.get("message", "")) for _, v in over],
             hovertemplate="limit %{x:.3f} s<br>%{text}<extra>%{fullData.name}</extra>",
         ),
         go.Scatter(
             name="measured against it",
             mode="markers",
-            y=[r.label for r, _ in over],
+            y=[_plain(r.label) for r, _ in over],
             x=[float(v["measured"]) for _, v in over],
             marker={"symbol": "circle-open", "size": 10, "color": "#000", "line": {"width": 2}},
             text=[f"{v['budget']} budget" for _, v in over],
@@ -308,7 +310,7 @@ def budget_figure(go: Any, rows: Sequence[_Row]) -> Any:
 
 def optimizations_figure(go: Any, rows: Sequence[Mapping[str, Any]]) -> Any:
     """Each optimization's time before and after."""
-    names = [str(r.get("optimization", "")) for r in rows]
+    names = [_plain(r.get("optimization", "")) for r in rows]
     traces = [
         go.Bar(name=label, x=names, y=[_number(r.get(key)) for r in rows], marker={"color": colour})
         for label, key, colour in (
@@ -650,6 +652,11 @@ def _run_details(run: Mapping[str, Any]) -> str:
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
+
+
+def _plain(value: Any) -> str:
+    """Text for plotly, which reads a few HTML tags and entities in it: shown as written."""
+    return html.escape(str(value), quote=False)
 
 
 def _note(text: str) -> str:
