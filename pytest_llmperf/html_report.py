@@ -439,11 +439,11 @@ def _summary(report: Mapping[str, Any]) -> str:
         ("passed", summary.get("passed"), "good"),
         ("failed", summary.get("failed"), "bad" if summary.get("failed") else ""),
         ("skipped", summary.get("skipped"), ""),
-        ("success", summary.get("success"), ""),
+        ("success", _percent(summary.get("success_rate")), ""),
         ("LLM calls", summary.get("calls"), ""),
         ("outside tests", outside, ""),
         (
-            "budget violations",
+            "over budget",
             summary.get("budget_violations"),
             "bad" if summary.get("budget_violations") else "good",
         ),
@@ -755,9 +755,9 @@ section { background: #fff; border: 1px solid #e1e4e8; border-radius: 8px; margi
 h2 { font-size: 18px; margin: 4px 0 10px; }
 h3 { font-size: 15px; margin: 14px 0 6px; }
 .note { color: #5b6472; margin: 4px 0 8px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 10px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(120px, 1fr)); gap: 10px; }
 .card { border: 1px solid #e1e4e8; border-radius: 6px; padding: 8px 12px; background: #fafbfc; }
-.card .value { font-size: 22px; font-weight: 600; }
+.card .value { font-size: 20px; font-weight: 600; white-space: nowrap; }
 .card .label { color: #5b6472; }
 .card.good .value { color: #1a7f37; }
 .card.bad .value { color: #cf222e; }
