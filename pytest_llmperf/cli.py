@@ -1,5 +1,6 @@
 """The ``llmperf`` command: ``serve`` runs the Ollama emulator on a port; ``compare`` gates a
-run's validation report against a baseline's."""
+run's validation report against a baseline's; ``report`` shows a report, or writes it as a
+self-contained HTML page."""
 
 from __future__ import annotations
 
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     _add_compare(commands)
+    _add_report(commands)
     return parser
 
 
@@ -157,6 +159,22 @@ def _add_compare(commands: Any) -> None:
     )
 
 
+def _add_report(commands: Any) -> None:
+    report = commands.add_parser(
+        "report",
+        help="show a validation report, or write it as an HTML page with charts",
+        description=(
+            "Show REPORT's summary as the end of a run does; with --html, write one "
+            "self-contained page (charts and tables, no network needed) that needs the html "
+            "extra: pip install 'pytest-llmperf[html]'. Exit status: 0 done, 2 bad input."
+        ),
+    )
+    report.add_argument("report", type=Path, help="the validation report (JSON)")
+    report.add_argument(
+        "--html", type=Path, metavar="PATH", help="write the report as an HTML page here"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -164,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "report":
+            return _report(args)
     except LLMPerfError as exc:
         print(f"llmperf: error: {exc}", file=sys.stderr)
         return 2
@@ -199,6 +219,22 @@ def _compare(args: argparse.Namespace) -> int:
     )
     if comparison.regressions and not args.warn:
         return 1
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pytest_llmperf import html_report
+
+    if args.html is None:
+        from pytest_llmperf.report import terminal_lines
+
+        for line in terminal_lines(html_report.load(args.report), None):
+            print(line)
+        return 0
+    html_report.plotly()  # the missing extra is said before any work
+    page = html_report.render(html_report.load(args.report))
+    html_report.write(args.html, page)
+    print(f"llmperf: wrote {args.html}")
     return 0
 
 

@@ -114,6 +114,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # only the controller collects and reports
         if settings.report != "off" or settings.baseline is not None:
             config.pluginmanager.register(run, "llmperf-run")
+        if config.pluginmanager.hasplugin("html") or config.pluginmanager.hasplugin(
+            "pytest_html.plugin"
+        ):  # pytest-html's table gets each test's LLM calls and verdict
+            from pytest_llmperf.for_pytest_html import register
+
+            register(config)
         if settings.baseline is not None:  # read it now: a bad path should not cost a run
             from pytest_llmperf import gate
 
