@@ -425,9 +425,9 @@ def smaller_models(ev: Evidence) -> list[Recommendation]:
             _found(
                 "smaller-model",
                 "info",
-                f"{len(simple)} of {len(pairs)} calls to {model} (tier {tier}) had short "
-                f"prompts (at most {prompts} tokens) and short answers (at most {answers}), "
-                f"in {_names(_tests_of(simple))}: the {wanted} tier (tier='{wanted}', or "
+                f"{len(simple)} of {len(pairs)} calls to {model} (tier {tier}) were small "
+                f"enough for the {wanted} tier (prompts up to {prompts} tokens, answers up to "
+                f"{answers}), in {_names(_tests_of(simple))}: tier='{wanted}' (or "
                 f"tier='auto') would likely serve them faster; keep {model} for the tasks "
                 "that need it",
                 model=model,
@@ -478,8 +478,18 @@ def live_in_ci(ev: Evidence) -> list[Recommendation]:
     ]
 
 
-def _cold_calls(ev: Evidence) -> dict[str, list[tuple[str, Call]]]:
-    """Per model, in time order, its cold loads and its unload calls."""
+def _unloads(call: Call) -> bool:
+    """An unload call; at the transport (which cannot read the request's ``keep_alive``), a
+    call that neither loaded nor generated anything may be one and is taken for one."""
+    if call.get("purpose") == "unload":
+        return True
+    stats = _server(call)
+    idle = not call.get("output_tokens") and not stats.eval_count and not stats.load_s
+    return call.get("source", "llmperf") != "llmperf" and call.get("outcome") == "ok" and idle
+
+
+def _cold_calls(ev: Evidence) -> dict[tuple[str, str], list[tuple[str, Call]]]:
+    """Per model and host, in time order, its cold loads and its unload calls."""
     every = [
         (str(t["nodeid"]), c)
         for t in ev.tests
@@ -487,18 +497,16 @@ def _cold_calls(ev: Evidence) -> dict[str, list[tuple[str, Call]]]:
         if c.get("timing", "live") == "live" and not c.get("cache_hit")
     ]
     every.sort(key=lambda pair: float(pair[1].get("started_at") or 0.0))
-    most: dict[str, float] = {}
+    most: dict[tuple[str, str], float] = {}
     for _, call in every:
-        load = _server(call).load_s or 0.0
-        most[str(call["model"])] = max(most.get(str(call["model"]), 0.0), load)
-    out: dict[str, list[tuple[str, Call]]] = {}
+        key = (str(call["model"]), str(call.get("host")))
+        most[key] = max(most.get(key, 0.0), _server(call).load_s or 0.0)
+    out: dict[tuple[str, str], list[tuple[str, Call]]] = {}
     for nodeid, call in every:
-        load, model = _server(call).load_s or 0.0, str(call["model"])
-        cold = (
-            load > 0 and load >= 0.5 * most[model] and load >= COLD_SHARE * float(call["total_s"])
-        )
-        if cold or call.get("purpose") == "unload":
-            out.setdefault(model, []).append((nodeid, call))
+        key, load = (str(call["model"]), str(call.get("host"))), _server(call).load_s or 0.0
+        cold = load > 0 and load >= 0.5 * most[key] and load >= COLD_SHARE * float(call["total_s"])
+        if cold or _unloads(call):
+            out.setdefault(key, []).append((nodeid, call))
     return out
 
 
@@ -508,7 +516,7 @@ def _reloads(events: Sequence[tuple[str, Call]]) -> list[tuple[str, Call]]:
     ended: float | None = None  # when the call of the last load ended
     asked = False
     for nodeid, call in events:
-        if call.get("purpose") == "unload":
+        if _unloads(call):
             asked = True
             continue
         start = float(call.get("started_at") or 0.0)
@@ -521,9 +529,9 @@ def _reloads(events: Sequence[tuple[str, Call]]) -> list[tuple[str, Call]]:
 
 
 def keep_alive(ev: Evidence) -> list[Recommendation]:
-    """A model loaded cold more than once in a run: it was unloaded in between."""
+    """A model loaded cold more than once in a run, on one host: it was unloaded in between."""
     out = []
-    for model, events in sorted(_cold_calls(ev).items()):
+    for (model, host), events in sorted(_cold_calls(ev).items()):
         reloads = _reloads(events)
         if not reloads:
             continue
@@ -535,12 +543,12 @@ def keep_alive(ev: Evidence) -> list[Recommendation]:
                 "keep-alive",
                 "warning",
                 f"{model} had to be loaded again {len(reloads)} times in this run, with no "
-                f"unload asked for ({seconds:.3g} s loading), in {_names(_tests_of(reloads))}: "
-                f"the server unloaded it in between; keep it loaded longer "
-                f"(--llm-keep-alive{now}, or "
-                "OLLAMA_KEEP_ALIVE on the server), or if several models take turns, let the "
-                "server hold more of them (OLLAMA_MAX_LOADED_MODELS)",
+                f"unload call before ({seconds:.3g} s loading), in {_names(_tests_of(reloads))}"
+                f": the server unloaded it in between; keep it loaded longer "
+                f"(--llm-keep-alive{now}, or OLLAMA_KEEP_ALIVE on the server), or if several "
+                "models take turns, let the server hold more of them (OLLAMA_MAX_LOADED_MODELS)",
                 model=model,
+                host=host,
                 reloads=len(reloads),
                 reload_s=seconds,
                 keep_alive=setting,
@@ -651,12 +659,17 @@ def long_prompts(ev: Evidence) -> list[Recommendation]:
         if len(read) < SEVERAL or total <= 0 or prompt / total <= PROMPT_SHARE:
             continue
         tokens = sum(int(_server(c).prompt_eval_count or 0) for _, c in read) / len(read)
+        heavy = [
+            (n, c)
+            for n, c in read
+            if float(_server(c).prompt_eval_s or 0.0) > PROMPT_SHARE * float(c["total_s"])
+        ]
         out.append(
             _found(
                 "long-prompts",
                 "warning",
                 f"calls to {model} spent {prompt / total:.0%} of their time reading prompts "
-                f"(mean {tokens:.0f} tokens), in {_names(_tests_of(read))}: shorten them "
+                f"(mean {tokens:.0f} tokens), in {_names(_tests_of(heavy))}: shorten them "
                 "(trim the instructions, examples and context sent), keep a shared beginning "
                 "the same from call to call so the server can reuse it, or send long inputs "
                 "to a faster tier",
@@ -666,7 +679,7 @@ def long_prompts(ev: Evidence) -> list[Recommendation]:
                 total_s=total,
                 prompt_share=round(prompt / total, 4),
                 mean_prompt_tokens=tokens,
-                tests=_tests_of(read),
+                tests=_tests_of(heavy),
             )
         )
     return out

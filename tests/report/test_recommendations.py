@@ -267,7 +267,7 @@ def test_a_model_loaded_cold_twice_was_unloaded_in_between() -> None:
     [again] = found(tests, "keep-alive", run=run())
     assert again["severity"] == "warning"
     assert again["message"].startswith(
-        "m had to be loaded again 1 times in this run, with no unload asked for (3.9 s "
+        "m had to be loaded again 1 times in this run, with no unload call before (3.9 s "
         "loading), in t::b: the server unloaded it in between; keep it loaded longer "
         "(--llm-keep-alive, now 30m"
     )
@@ -284,6 +284,14 @@ def test_loads_that_were_asked_for_or_waited_together_are_not_reloads() -> None:
     # a warm model reports a little load time on every call: no load at all
     warm = [entry("t::a", *spaced(5, server={"load_s": 0.005}))]
     assert found(warm, "keep-alive") == []
+    # another library's unload (keep_alive 0): measured at the transport, it answered nothing
+    seen = call(source="httpx", total=0.002, started_at=300.0, output_tokens=None)
+    assert (
+        found([entry("t::a", cold(100.0), seen, cold(500.0, source="httpx"))], "keep-alive") == []
+    )
+    # one model on two servers loads once on each
+    twice = [entry("t::a", cold(100.0, host="http://a"), cold(500.0, host="http://b"))]
+    assert found(twice, "keep-alive") == []
     # a warm-up loads the model too
     warmed = [entry("t::a", cold(100.0, purpose="warm_up"), cold(500.0))]
     assert [item["evidence"]["reloads"] for item in found(warmed, "keep-alive")] == [1]
@@ -317,6 +325,9 @@ def test_prompts_that_take_most_of_the_time() -> None:
     short = {"total_s": 1.0, "prompt_eval_count": 30, "prompt_eval_s": 0.1, "eval_s": 0.9}
     assert found([entry("t::a", *spaced(3, server=short))], "long-prompts") == []
     assert found([entry("t::a", *spaced(2, server=reading))], "long-prompts") == []
+    # the tests named are those whose calls the prompt dominated
+    mixed = [*tests, entry("t::b", call(server=short))]
+    assert [item["evidence"]["tests"] for item in found(mixed, "long-prompts")] == [["t::a"]]
 
 
 def short_task(
@@ -339,8 +350,8 @@ def test_a_complex_tier_model_for_short_tasks() -> None:
     [small] = found(tests, "smaller-model")
     assert small["severity"] == "info"
     assert small["message"].startswith(
-        "3 of 3 calls to llama3:8b (tier complex) had short prompts (at most 20 tokens) and "
-        "short answers (at most 10), in t::a, t::b: the fast tier (tier='fast', or "
+        "3 of 3 calls to llama3:8b (tier complex) were small enough for the fast tier "
+        "(prompts up to 20 tokens, answers up to 10), in t::a, t::b: tier='fast' (or "
         "tier='auto') would likely serve them faster"
     )
     assert small["evidence"]["suggested_tier"] == "fast"
