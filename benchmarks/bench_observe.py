@@ -119,9 +119,10 @@ def instructions(url: str, mode: str, calls: int, stream: bool) -> int:
 
 def count(args: argparse.Namespace) -> int:
     verdicts = []
-    with tempfile.TemporaryDirectory() as name, emulator(
-        profiles(Path(name), args.tokens), 0.0, 1
-    ) as url:
+    with (
+        tempfile.TemporaryDirectory() as name,
+        emulator(profiles(Path(name), args.tokens), 0.0, 1) as url,
+    ):
         for stream in (False, True):
             per_call = {}
             for mode in ("bare", "observed"):

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from pytest_llmperf.protocol import ServerStats
 from pytest_llmperf.records import CallRecord
 from pytest_llmperf.stats import quantile
 
@@ -264,6 +265,40 @@ def _percentiles(budget: Budget, calls: Sequence[CallRecord], runs: int) -> list
     return found
 
 
+@dataclass(frozen=True)
+class TimeSplit:
+    """Where a call's time went, in seconds; a part the server did not report is ``None``.
+
+    ``other_server_s`` is the server's total beyond its load, prompt and generation (time
+    it held the request without working on it: its queue, scheduling); ``outside_s`` is the
+    call's total beyond the server's (queueing before it, and the network). Without the
+    server's total, ``outside_s`` is what the reported parts leave of the call's total.
+    """
+
+    load_s: float | None
+    prompt_s: float | None
+    generation_s: float | None
+    other_server_s: float | None
+    outside_s: float | None
+
+    @property
+    def waiting_s(self) -> float:
+        """Time the call spent neither loading nor computing: queues and the network."""
+        return max(self.other_server_s or 0.0, 0.0) + (self.outside_s or 0.0)
+
+
+def split(total_s: float, server: ServerStats) -> TimeSplit:
+    """The parts of a call of ``total_s`` seconds, from the server's statistics."""
+    spent = sum(s for s in (server.load_s, server.prompt_eval_s, server.eval_s) if s is not None)
+    reported = any(s is not None for s in (server.load_s, server.prompt_eval_s, server.eval_s))
+    if server.total_s is not None:
+        other: float | None = server.total_s - spent
+        outside: float | None = max(total_s - server.total_s, 0.0)
+    else:
+        other, outside = None, max(total_s - spent, 0.0) if reported else None
+    return TimeSplit(server.load_s, server.prompt_eval_s, server.eval_s, other, outside)
+
+
 def breakdown(record: CallRecord) -> str:
     """Where a call's time went; the parts add up to its total.
 
@@ -272,29 +307,27 @@ def breakdown(record: CallRecord) -> str:
     """
     if record.cache_hit:  # the statistics are the original answer's, not this call's
         return f"{record.cache} {record.total_s:.3g} s (the server was not called)"
-    server = record.server
-    parts = []
-    spent = 0.0
-    for label, seconds in (
-        ("load", server.load_s),
-        ("prompt", server.prompt_eval_s),
-        ("generation", server.eval_s),
-    ):
-        if seconds is not None:
-            parts.append(f"{label} {seconds:.3g} s")
-            spent += seconds
-    if server.total_s is not None:
-        other = server.total_s - spent
-        if other >= 0.0005:
-            parts.append(f"other server time {other:.3g} s")
-        parts.append(f"queue+network {max(record.total_s - server.total_s, 0.0):.3g} s")
-    elif parts:
-        parts.append(f"outside them {max(record.total_s - spent, 0.0):.3g} s")
+    parts = split(record.total_s, record.server)
+    shown = [
+        f"{label} {seconds:.3g} s"
+        for label, seconds in (
+            ("load", parts.load_s),
+            ("prompt", parts.prompt_s),
+            ("generation", parts.generation_s),
+        )
+        if seconds is not None
+    ]
+    if parts.other_server_s is not None:
+        if parts.other_server_s >= 0.0005:
+            shown.append(f"other server time {parts.other_server_s:.3g} s")
+        shown.append(f"queue+network {parts.outside_s:.3g} s")
+    elif parts.outside_s is not None:
+        shown.append(f"outside them {parts.outside_s:.3g} s")
     else:
-        parts.append(f"no server statistics; {record.total_s:.3g} s in all")
+        shown.append(f"no server statistics; {record.total_s:.3g} s in all")
     if record.source == "llmperf":
-        parts.append(f"cache {record.cache}")
-    return ", ".join(parts)
+        shown.append(f"cache {record.cache}")
+    return ", ".join(shown)
 
 
 def hint(violations: Sequence[Violation], records: Sequence[CallRecord]) -> str:

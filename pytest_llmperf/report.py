@@ -136,14 +136,21 @@ def build(
     started: float,
     finished: float,
     session_calls: Sequence[Mapping[str, Any]] = (),
+    *,
+    server: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The report as a JSON-able dict; ``session_calls`` were made outside any test."""
+    """The report as a JSON-able dict; ``session_calls`` were made outside any test.
+
+    ``server`` is the optional section on the server's models (see
+    :func:`pytest_llmperf.server_section.from_api`); ``environ`` (``os.environ`` by default)
+    tells whether the run was in CI.
+    """
     tests = sorted(collector.tests.values(), key=lambda entry: entry.nodeid)
     judged = [t for t in tests if t.outcome != "skipped"]
     passed = sum(1 for t in judged if t.outcome == "passed")
     test_calls = [call for t in tests for call in t.calls]
     every_call = [*test_calls, *session_calls]
-    replayed = sum(1 for call in every_call if call.get("timing") == "recorded")
     entries = [
         {
             "nodeid": t.nodeid,
@@ -157,25 +164,10 @@ def build(
         }
         for t in tests
     ]
-    from pytest_llmperf import __version__
-
-    return {
+    run = _run_section(settings, started, finished, every_call, environ)
+    data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "run": {
-            "started_at": _iso(started),
-            "finished_at": _iso(finished),
-            "duration_s": finished - started,
-            "plugin_version": __version__,
-            "python_version": platform.python_version(),
-            "platform": platform.platform(),
-            "git_commit": _git_commit(),
-            "timing": "replay"
-            if every_call and replayed == len(every_call)
-            else "live"
-            if not replayed
-            else "mixed",
-            "settings": dict(settings),
-        },
+        "run": run,
         "summary": {
             "tests": len(tests),
             "passed": passed,
@@ -192,8 +184,44 @@ def build(
         "tests": entries,
         "session": {"calls": list(session_calls)},
         "models": model_statistics(every_call),
-        "recommendations": recommend(entries),
+        "recommendations": recommend(entries, run=run, server=server),
     }
+    if server is not None:
+        data["server"] = dict(server)
+    return data
+
+
+def _run_section(
+    settings: Mapping[str, Any],
+    started: float,
+    finished: float,
+    calls: Sequence[Mapping[str, Any]],
+    environ: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    from pytest_llmperf import __version__
+
+    replayed = sum(1 for call in calls if call.get("timing") == "recorded")
+    return {
+        "started_at": _iso(started),
+        "finished_at": _iso(finished),
+        "duration_s": finished - started,
+        "plugin_version": __version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+        "timing": "replay"
+        if calls and replayed == len(calls)
+        else "live"
+        if not replayed
+        else "mixed",
+        "ci": in_ci(os.environ if environ is None else environ),
+        "settings": dict(settings),
+    }
+
+
+def in_ci(environ: Mapping[str, str]) -> bool:
+    """Whether ``CI`` is set, as CI services set it (``true``, ``1``, a name)."""
+    return environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _iso(moment: float) -> str:

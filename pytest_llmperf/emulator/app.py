@@ -173,7 +173,7 @@ class EmulatorApp:
             entry = _model_entry(loaded.backend)
             del entry["modified_at"]
             entry["expires_at"] = wire.rfc3339(loaded.expires_at)
-            entry["size_vram"] = loaded.backend.profile.size
+            entry["size_vram"] = loaded.backend.profile.vram
             entry["context_length"] = loaded.backend.profile.context_length
             models.append(entry)
         await out.json({"models": models})

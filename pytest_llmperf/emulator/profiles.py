@@ -24,6 +24,33 @@ else:  # pragma: no cover - exercised by the py310 tox environment
     import tomli as tomllib
 
 DEFAULT_PROFILES_NAME = "profiles.toml"
+# What Ollama's /api/show gives as details.quantization_level (llama.cpp's file types)
+QUANTIZATION_LEVELS = (
+    "F32",
+    "F16",
+    "BF16",
+    "Q8_0",
+    "Q6_K",
+    "Q5_0",
+    "Q5_1",
+    "Q5_K_S",
+    "Q5_K_M",
+    "Q4_0",
+    "Q4_1",
+    "Q4_K_S",
+    "Q4_K_M",
+    "Q3_K_S",
+    "Q3_K_M",
+    "Q3_K_L",
+    "Q2_K",
+    "IQ4_XS",
+    "IQ4_NL",
+    "IQ3_XXS",
+    "IQ3_S",
+    "IQ2_XS",
+    "IQ1_S",
+    "unknown",
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +62,7 @@ class ModelProfile:
     parameter_size: str = "1B"
     quantization_level: str = "Q4_0"
     size: int = 1_000_000_000
+    size_vram: int | None = None  # bytes in GPU memory, as /api/ps shows; None: all of it
     context_length: int = 4096
     embedding_length: int = 384
     load_s: float = 0.5
@@ -46,6 +74,11 @@ class ModelProfile:
     capabilities: tuple[str, ...] = ("completion", "tools", "embedding")
     available: bool = True
     faults: tuple[FaultSpec, ...] = ()
+
+    @property
+    def vram(self) -> int:
+        """The bytes of the loaded model in GPU memory (``size_vram`` in /api/ps)."""
+        return self.size if self.size_vram is None else self.size_vram
 
     @property
     def digest(self) -> str:
@@ -116,6 +149,7 @@ _MODEL_FIELDS = {
     "parameter_size",
     "quantization_level",
     "size",
+    "size_vram",
     "context_length",
     "embedding_length",
     "load_s",
@@ -178,6 +212,13 @@ def _parse_model(name: str, table: Mapping[str, Any], source: str) -> ModelProfi
             values[key] = _string(table[key], source, f"{where}.{key}")
     for key in ("size", "context_length", "embedding_length"):
         values[key] = _number(table, key, getattr(defaults, key), int, source, where, minimum=1)
+    if "size_vram" in table:
+        values["size_vram"] = _size_vram(table, values["size"], source, where)
+    if values.get("quantization_level", defaults.quantization_level) not in QUANTIZATION_LEVELS:
+        raise ProfileError(
+            f"{source}: {where}.quantization_level must be one of "
+            f"{', '.join(QUANTIZATION_LEVELS)}, got {values['quantization_level']!r}"
+        )
     for key in ("load_s", "first_token_s", "jitter"):
         values[key] = _number(table, key, getattr(defaults, key), float, source, where, 0.0)
     for key in ("prompt_tokens_per_s", "tokens_per_s"):
@@ -212,6 +253,16 @@ def _faults(value: Any, source: str, where: str) -> tuple[FaultSpec, ...]:
         except FaultSpecError as exc:
             raise ProfileError(f"{source}: {where}.faults[{index}]: {exc}") from None
     return tuple(faults)
+
+
+def _size_vram(table: Mapping[str, Any], size: int, source: str, where: str) -> int:
+    value = _number(table, "size_vram", size, int, source, where, minimum=0)
+    if value > size:
+        raise ProfileError(
+            f"{source}: {where}.size_vram must be a whole number of bytes from 0 (all in main "
+            f"memory) to size ({size}: all in GPU memory), got {value!r}"
+        )
+    return int(value)
 
 
 def _token_range(value: Any, source: str, where: str) -> tuple[int, int]:

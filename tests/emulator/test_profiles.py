@@ -79,6 +79,19 @@ faults = [{kind = "stall", after = 2, seconds = 0.5, every = 2}]
         ("[server]\nnum_parallel = 0\n", r"server\.num_parallel must be a whole number >= 1"),
         ('[server]\nkeep_alive = "3600"\n', r'missing unit in duration "3600"'),
         ("[extra]\n", r"unknown top-level table"),
+        (
+            "[models.a]\nsize = 100\nsize_vram = 101\n",
+            r"models\.'a'\.size_vram must be a whole number of bytes from 0 \(all in main "
+            r"memory\) to size \(100: all in GPU memory\), got 101",
+        ),
+        (
+            '[models.a]\nsize_vram = "all"\n',
+            r"models\.'a'\.size_vram must be a whole number >= 0, got 'all'",
+        ),
+        (
+            '[models.a]\nquantization_level = "q4"\n',
+            r"models\.'a'\.quantization_level must be one of F32, F16, BF16, Q8_0, .*, got 'q4'",
+        ),
         ('[models.a]\nfaults = [{kind = "boom"}]\n', r"faults\[0\]: unknown fault kind 'boom'"),
         ("this is = = not toml", r"cannot read latency profile file"),
     ],
@@ -129,3 +142,13 @@ def test_a_bad_field_names_the_field_and_what_it_takes(
     with pytest.raises(ProfileError) as failure:
         load_catalogue(path)
     assert str(failure.value) == f"{path}: {message}"
+
+
+def test_vram_defaults_to_the_whole_model_and_reads_a_partial_offload(tmp_path: Path) -> None:
+    assert all(m.vram == m.size for m in load_catalogue().models.values())
+    path = write(
+        tmp_path,
+        '[models.big]\nsize = 1000\nsize_vram = 250\nquantization_level = "F16"\n',
+    )
+    big = load_catalogue(path).models["big:latest"]
+    assert (big.size, big.vram, big.quantization_level) == (1000, 250, "F16")

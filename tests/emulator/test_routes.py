@@ -235,6 +235,22 @@ async def test_embed_dimensions_and_legacy_embeddings(asgi_client: Client) -> No
 # --- model information --------------------------------------------------------------------
 
 
+async def test_ps_shows_the_profiles_vram_and_show_its_quantization(catalogue: Catalogue) -> None:
+    offloaded = ModelProfile(name="big:70b", size=4000, size_vram=1000, quantization_level="F16")
+    app = EmulatorApp(catalogue.with_model(offloaded))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://e"
+    ) as client:
+        await client.post("/api/generate", json={"model": "big:70b"})
+        await client.post("/api/generate", json={"model": "llama3.2:1b"})
+        loaded = {m["name"]: m for m in (await client.get("/api/ps")).json()["models"]}
+        shown = (await client.post("/api/show", json={"model": "big:70b"})).json()
+    assert (loaded["big:70b"]["size"], loaded["big:70b"]["size_vram"]) == (4000, 1000)
+    small = loaded["llama3.2:1b"]
+    assert small["size_vram"] == small["size"] == 1_321_098_329  # the default: all in GPU
+    assert shown["details"]["quantization_level"] == "F16"
+
+
 async def test_tags_show_and_pull(catalogue: Catalogue) -> None:
     hidden = ModelProfile(name="qwen2.5:0.5b", available=False)
     app = EmulatorApp(catalogue.with_model(hidden))

@@ -229,3 +229,21 @@ def test_under_xdist_pytest_benchmark_is_off_and_the_report_still_counts(
     ran = int((pytester.path / "ran.txt").read_text(encoding="utf-8"))
     assert ran >= 1
     assert len(test["calls"]) == ran
+
+
+@pytest.mark.parametrize(("value", "ci"), [("true", True), ("1", True), ("false", False)])
+def test_the_run_says_whether_it_ran_in_ci(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, value: str, ci: bool
+) -> None:
+    monkeypatch.setenv("CI", value)
+    pytester.makepyfile(
+        """
+        def test_one(ollama_client):
+            ollama_client.generate(tier="fast", prompt="hi", options={"num_predict": 2})
+        """
+    )
+    pytester.runpytest("--llm-report", "r.json", *FAST).assert_outcomes(passed=1)
+    data = load(pytester.path / "r.json")
+    assert data["run"]["ci"] is ci
+    # the embedded emulator costs no server: no advice to record its calls
+    assert "live-calls-in-ci" not in [item["id"] for item in data["recommendations"]]
