@@ -15,11 +15,8 @@ are left out, as in the report's per-model statistics.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
-import os
-import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import Any
 
 from pytest_llmperf import gate
 from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.files import write_atomically
 
 COLD_LOAD_S = 0.03  # above a loaded model's few ms of load_duration, below any real load
 MAX_BUDGET_ROWS = 40  # tests in the budget chart: every one over budget, then the slowest
@@ -64,26 +62,13 @@ def load(path: Path) -> dict[str, Any]:
 def write(path: Path, page: str) -> None:
     """Write the page atomically (readable by all, as a page is); a path that cannot be
     written is a ConfigurationError. Only a regular file is replaced."""
-    temporary: str | None = None
     try:
-        if path.exists() and not path.is_file():
-            raise IsADirectoryError(21, "it is not a regular file", str(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.fchmod(handle, 0o644)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(page)
-        os.replace(temporary, path)
-        temporary = None
+        write_atomically(path, page, mode=0o644)
     except OSError as exc:
         raise ConfigurationError(
             f"cannot write the HTML page to {path}: {exc.strerror or exc}; choose a writable "
             "path with --html PATH"
         ) from None
-    finally:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
 
 
 # --- the calls the charts draw ------------------------------------------------------------

@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.files import write_atomically
 from pytest_llmperf.recommend import recommend
 from pytest_llmperf.records import CallRecord
 from pytest_llmperf.stats import quantile
@@ -275,26 +275,14 @@ def write(path: Path, data: Mapping[str, Any]) -> None:
 
     Only a regular file is replaced; on any failure the temporary file is removed.
     """
-    temporary: str | None = None
     try:
-        if path.exists() and not path.is_file():
-            raise IsADirectoryError(21, "it is not a regular file", str(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1, default=str)
-        os.replace(temporary, path)
-        temporary = None
+        write_atomically(path, json.dumps(data, indent=1, default=str))
     except OSError as exc:
         raise ConfigurationError(
             f"cannot write the LLM validation report to {path}: {exc.strerror or exc}. Choose "
             "a writable place with --llm-report PATH or the llm_report_dir ini option; the "
             "test results themselves are not affected"
         ) from None
-    finally:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
 
 
 def schema() -> dict[str, Any]:
