@@ -34,6 +34,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_llmperf.observe.measure import Exchange, Routes, Sink, origin
+from pytest_llmperf.observe.streams import watched_stream
 
 if TYPE_CHECKING:
     from pytest_llmperf.cassettes.session import CassetteSession
@@ -288,8 +289,6 @@ def _outcome(exc: BaseException, hx: ModuleType) -> str:
 
 
 def _watched(response: Any, exchange: Exchange, hx: ModuleType) -> Any:
-    from pytest_llmperf.observe.streams import watched_stream
-
     exchange.answered(response.status_code, response.extensions)
     response.stream = watched_stream(response.stream, exchange, hx)
     return response
