@@ -5,7 +5,7 @@ has been read to the end, closed early, or failed; it then hands one :class:`Cal
 the recorder that was current when the request started. The chunks go on to the client as
 they arrive: a chunk is looked at only when the client asks for the next one.
 
-The definitions are the client's (see :mod:`pytest_llmperf.records`): time to first token
+The definitions are the client's (see :mod:`pytest_llmperf.observe.records`): time to first token
 is from the request to the first chunk that carries text; gaps are between successive text
 chunks; the statistics are the server's (Ollama's final chunk, OpenAI's ``usage``). For an
 answer replayed from a cassette, times are the ones the cassette recorded, found by the
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from hashlib import blake2b
 from typing import Any
 
-from pytest_llmperf.protocol import (
+from pytest_llmperf.client.protocol import (
     Api,
     Kind,
     OpenAIStream,
@@ -31,7 +31,7 @@ from pytest_llmperf.protocol import (
     error_text,
     from_openai,
 )
-from pytest_llmperf.records import CallRecord, GapSummary
+from pytest_llmperf.observe.records import CallRecord, GapSummary
 
 perf_counter = time.perf_counter
 

@@ -16,7 +16,7 @@ import pytest
 from paced_model import MODEL
 
 from pytest_llmperf import AsyncOllamaClient, EmulatorServer, OllamaClient
-from pytest_llmperf.cassettes import CassetteSession, patched
+from pytest_llmperf.observe.cassettes import CassetteSession, patched
 
 Timed = tuple[list[str], list[float]]
 

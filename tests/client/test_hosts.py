@@ -17,8 +17,8 @@ from pytest_llmperf import (
     OllamaClient,
     Recorder,
 )
+from pytest_llmperf.client.hosts import backoff_s
 from pytest_llmperf.emulator import Catalogue
-from pytest_llmperf.hosts import backoff_s
 
 
 def test_the_host_with_fewest_calls_in_flight_is_chosen() -> None:

@@ -16,9 +16,9 @@ import own_loop
 import pytest
 
 from pytest_llmperf import AsyncOllamaClient, EmulatorServer, LLMTimeoutError, Recorder
-from pytest_llmperf.calls import Open
-from pytest_llmperf.client import LIMITS, _OwnAsyncClient
-from pytest_llmperf.transport import AsyncLoopTransport, read_at_once
+from pytest_llmperf.client.calls import Open
+from pytest_llmperf.client.faces import LIMITS, _OwnAsyncClient
+from pytest_llmperf.client.transport import AsyncLoopTransport, read_at_once
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter

@@ -99,8 +99,8 @@ def _host(value: str) -> str:
     value = value.strip()
     if value == EMULATOR:
         return value
+    from pytest_llmperf.client.protocol import parse_host
     from pytest_llmperf.errors import ConfigurationError
-    from pytest_llmperf.protocol import parse_host
 
     try:
         return parse_host(value)
@@ -128,8 +128,8 @@ def _ttl(value: str) -> float | None:
 
 
 def _tier(value: str) -> str:
+    from pytest_llmperf.client.tiers import Tiers
     from pytest_llmperf.errors import ConfigurationError
-    from pytest_llmperf.tiers import Tiers
 
     try:
         Tiers.parse([value])
@@ -139,8 +139,8 @@ def _tier(value: str) -> str:
 
 
 def _timeout(value: str) -> str:
+    from pytest_llmperf.client.timeouts import UNTIERED, Limits
     from pytest_llmperf.errors import ConfigurationError
-    from pytest_llmperf.timeouts import UNTIERED, Limits
 
     tier, sep, limits = value.partition(":")
     if not sep or not tier.strip():
@@ -153,7 +153,7 @@ def _timeout(value: str) -> str:
 
 
 def _timing(value: str) -> str:
-    from pytest_llmperf.cassettes import parse_timing
+    from pytest_llmperf.observe.cassettes import parse_timing
 
     try:
         factor = parse_timing(value)
@@ -167,20 +167,20 @@ def _timing(value: str) -> str:
 
 
 def _budget_line(value: str) -> str:
-    from pytest_llmperf.budget import suite_budgets
+    from pytest_llmperf.judge.budget import suite_budgets
 
     suite_budgets([value])
     return value.strip()
 
 
 def _relative(value: str) -> float:
-    from pytest_llmperf.gate import parse_threshold
+    from pytest_llmperf.judge.gate import parse_threshold
 
     return parse_threshold(value)
 
 
 def _probability(value: str) -> float:
-    from pytest_llmperf.gate import parse_alpha
+    from pytest_llmperf.judge.gate import parse_alpha
 
     return parse_alpha(value)
 

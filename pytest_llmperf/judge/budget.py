@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from pytest_llmperf.protocol import ServerStats
-from pytest_llmperf.records import CallRecord
+from pytest_llmperf.client.protocol import ServerStats
+from pytest_llmperf.observe.records import CallRecord
 from pytest_llmperf.stats import quantile
 
 PER_CALL = ("total", "ttft", "tokens_per_s")

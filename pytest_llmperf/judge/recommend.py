@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmperf.budget import split
-from pytest_llmperf.protocol import ServerStats
-from pytest_llmperf.server_section import billions, bits
+from pytest_llmperf.client.protocol import ServerStats
+from pytest_llmperf.client.tiers import ORDER, TierPolicy
+from pytest_llmperf.client.timeouts import FLOOR
+from pytest_llmperf.judge.budget import split
+from pytest_llmperf.observe.server import billions, bits
 from pytest_llmperf.stats import quantile
-from pytest_llmperf.tiers import ORDER, TierPolicy
-from pytest_llmperf.timeouts import FLOOR
 
 Call = Mapping[str, Any]
 Test = Mapping[str, Any]

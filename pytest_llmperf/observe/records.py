@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pytest_llmperf.protocol import ServerStats
+from pytest_llmperf.client.protocol import ServerStats
+from pytest_llmperf.client.timeouts import Limits
 from pytest_llmperf.stats import quantile
-from pytest_llmperf.timeouts import Limits
 
 CACHE_STATES = ("hit-memory", "hit-redis", "miss", "bypass", "off")
 OUTCOMES = ("ok", "timeout", "error")

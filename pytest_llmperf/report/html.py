@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf import gate
 from pytest_llmperf.errors import ConfigurationError
 from pytest_llmperf.files import write_atomically
+from pytest_llmperf.judge import gate
 
 COLD_LOAD_S = 0.03  # above a loaded model's few ms of load_duration, below any real load
 MAX_BUDGET_ROWS = 40  # tests in the budget chart: every one over budget, then the slowest

@@ -2,7 +2,7 @@
 
 While a :class:`CassetteSession` is active, every request that reaches the interception
 point (:mod:`pytest_llmperf.observe.point`: httpx's transports, httpx2's, and our own
-:class:`~pytest_llmperf.transport.AsyncLoopTransport`) goes through it, so the official
+:class:`~pytest_llmperf.client.transport.AsyncLoopTransport`) goes through it, so the official
 ``ollama`` client, the ``openai`` client, LangChain's and ours are all covered, sync and
 async.
 
@@ -30,10 +30,10 @@ from typing import Any
 
 import httpx
 
-from pytest_llmperf.cassettes.matching import differences, normal_body, target
-from pytest_llmperf.cassettes.scrub import SCRUBBED, Scrubber
-from pytest_llmperf.cassettes.store import Cassette, Interaction
 from pytest_llmperf.errors import LLMPerfError
+from pytest_llmperf.observe.cassettes.matching import differences, normal_body, target
+from pytest_llmperf.observe.cassettes.scrub import SCRUBBED, Scrubber
+from pytest_llmperf.observe.cassettes.store import Cassette, Interaction
 from pytest_llmperf.observe.point import playing
 
 MODES = ("none", "once", "new_episodes", "all", "rewrite")

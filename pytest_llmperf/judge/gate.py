@@ -16,7 +16,7 @@ gone. A group with too few calls for the test ever to reach ``alpha`` is shown, 
 Cache hits, failed calls, warm-ups and unloads are left out of the samples: they measure
 something else. Both runs should come from comparable machines: a machine busy enough to
 slow every call by more than the threshold looks like a regression, because it is one.
-Absolute limits are :mod:`pytest_llmperf.budget`'s business, not this module's.
+Absolute limits are :mod:`pytest_llmperf.judge.budget`'s business, not this module's.
 """
 
 from __future__ import annotations
