@@ -64,6 +64,9 @@ class CacheStats:
         return self.hits / looked if looked else None
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 def open_redis(url: str) -> RedisLike:
     """A Redis client for ``redis://`` / ``rediss://`` / ``unix://`` URLs, or ``fakeredis``."""
     if url == "fakeredis":
@@ -71,7 +74,7 @@ def open_redis(url: str) -> RedisLike:
 
         client: RedisLike = fakeredis.FakeRedis()
         return client
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    if not url.startswith(REDIS_SCHEMES):
         raise ConfigurationError(
             f"cannot use {url!r} as a cache: give memory, off, or a redis://HOST:PORT/DB URL"
         )

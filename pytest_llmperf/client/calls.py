@@ -2,7 +2,9 @@
 
 :meth:`Core.run` decides everything about a call (tier, model, cache, host, timeouts,
 retries, fallback, the record) and *yields* the I/O it needs as small step objects: open a
-request, read a body, read the next line, close, sleep, or hand a chunk to the caller. The
+request (:class:`Open`), read a body whole (:class:`ReadBody`), read a stream as it arrives
+(:class:`Stream`), sleep (:class:`Sleep`), or hand a cached chunk to the caller
+(:class:`Emit`). The
 sync and async clients are thin drivers that perform those steps with httpx's sync or async
 API and send the results (or the exceptions) back in. No logic is written twice.
 

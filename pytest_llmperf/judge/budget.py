@@ -19,10 +19,10 @@ from pytest_llmperf.client.protocol import ServerStats
 from pytest_llmperf.observe.records import CallRecord
 from pytest_llmperf.stats import quantile
 
-PER_CALL = ("total", "ttft", "tokens_per_s")
 PER_TEST = ("calls", "tokens", "wall", "p50", "p95", "p99")
 MODES = ("enforce", "warn", "off")
-SECONDS = {"total", "ttft", "wall", "p50", "p95", "p99"}
+# The budgets given in seconds (the rest are counts or rates).
+SECONDS = frozenset({"total", "ttft", "wall", "p50", "p95", "p99"})
 COUNTS = {"calls", "tokens", "runs"}
 
 
@@ -84,10 +84,6 @@ class Budget:
                 if getattr(self, f.name) is not None
             },
         )
-
-    @property
-    def empty(self) -> bool:
-        return all(getattr(self, name) is None for name in PER_CALL + PER_TEST)
 
 
 def _checked(name: str, value: Any, where: str) -> Any:
@@ -330,26 +326,18 @@ def breakdown(record: CallRecord) -> str:
     return ", ".join(shown)
 
 
-def hint(violations: Sequence[Violation], records: Sequence[CallRecord]) -> str:
-    """The advice that fits the evidence of the calls that went past their budget."""
+def hint(test: str, violations: Sequence[Violation], records: Sequence[CallRecord]) -> str:
+    """The advice that fits the evidence of the calls that went past their budget: the first
+    recommendation rule that fires on them (the report's rules, so the two never disagree)."""
+    from pytest_llmperf.judge.recommend import for_one_test
+
     calls = judged(records)
-    culprits = [calls[v.call - 1] for v in violations if v.call is not None] or calls
-    load = sum(r.server.load_s or 0.0 for r in culprits)
-    total = sum(r.total_s for r in culprits) or 1.0
-    if load / total > 0.5:
-        models = ", ".join(sorted({r.model for r in culprits if r.server.load_s}))
-        return (
-            f"most of the time went to loading {models}: warm it up first (the llm_warm_up "
-            "fixture or client.warm_up()), or use a faster tier"
-        )
     if any(v.budget == "calls" for v in violations):
         return "the test makes more calls than budgeted: cache repeated calls or batch them"
-    prompts = [r.route + r.model for r in calls if r.cache in ("bypass", "off")]
-    if len(prompts) != len(set(prompts)):
-        return (
-            "calls to the same model went uncached: give them a seed or temperature 0 so the "
-            "cache can answer repeats, or pass cache=True"
-        )
+    culprits = [calls[v.call - 1] for v in violations if v.call is not None] or calls
+    found = for_one_test(test, [r.to_dict() for r in culprits])
+    if found:
+        return str(found[0]["message"])
     if any(r.tier not in (None, "fast") for r in culprits):
         return "use a faster tier (tier='fast'), ask for fewer tokens, or raise the budget"
     return "ask for fewer tokens (num_predict), or raise the budget if this is expected"
@@ -366,7 +354,7 @@ def verdict(test: str, violations: Sequence[Violation], records: Sequence[CallRe
         lines.append(f"  {violation.line}")
         if violation.call is not None:
             lines.append(f"    {breakdown(calls[violation.call - 1])}")
-    lines.append(f"hint: {hint(violations, records)}")
+    lines.append(f"hint: {hint(test, violations, records)}")
     return "\n".join(lines)
 
 

@@ -32,6 +32,8 @@ from typing import Any
 from pytest_llmperf.errors import ConfigurationError
 from pytest_llmperf.stats import quantile
 
+# The version of the report schema this code writes (report/) and reads (the gate).
+SCHEMA_VERSION = 1
 THRESHOLD = 0.10
 ALPHA = 0.01
 P95_SAMPLES = 20
@@ -106,10 +108,10 @@ def load(path: Path, role: str) -> dict[str, Any]:
             f"the {role} report {path} is not a pytest-llmperf validation report (it has no "
             f"'tests' list); {fix}"
         )
-    if data.get("schema_version") != 1:
+    if data.get("schema_version") != SCHEMA_VERSION:
         raise ConfigurationError(
             f"the {role} report {path} has schema_version {data.get('schema_version')!r}; this "
-            "version of pytest-llmperf reads version 1"
+            f"version of pytest-llmperf reads version {SCHEMA_VERSION}"
         )
     problem = _shape_problem(data["tests"])
     if problem:

@@ -825,6 +825,15 @@ RULES: tuple[Rule, ...] = (
     no_baseline,
 )
 
+# The rules whose evidence one test's calls can hold, in the order a budget's hint tries them.
+FOR_ONE_TEST: tuple[Rule, ...] = (cold_loads, uncached_repeats, queueing, long_prompts)
+
+
+def for_one_test(nodeid: str, calls: Sequence[Call]) -> list[Recommendation]:
+    """What the rules that can judge one test's calls find in them (a budget's hint)."""
+    evidence = Evidence([{"nodeid": nodeid, "calls": list(calls)}])
+    return [item for rule in FOR_ONE_TEST for item in rule(evidence)]
+
 
 def recommend(
     tests: Sequence[Test],

@@ -23,6 +23,7 @@ from hashlib import blake2b
 from typing import Any
 
 from pytest_llmperf.client.protocol import (
+    STATISTICS,
     Api,
     Kind,
     OpenAIStream,
@@ -323,10 +324,7 @@ def origin(scheme: str, host: str, port: int | None) -> str:
 
 _MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _STREAM = re.compile(rb'"stream"\s*:\s*(true|false)')
-_STATISTIC = re.compile(
-    rb'"(total_duration|load_duration|prompt_eval_count|prompt_eval_duration|eval_count'
-    rb'|eval_duration)"\s*:\s*(\d+)'
-)
+_STATISTIC = re.compile(b'"(' + "|".join(STATISTICS).encode() + rb')"\s*:\s*(\d+)')
 
 
 def _statistics(data: bytes) -> dict[str, Any]:

@@ -7,6 +7,7 @@ a :class:`pytest.UsageError` that names the value, where it came from, and what 
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -117,8 +118,20 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _choice_of(module: str, name: str) -> Callable[[str], str]:
+    """One of the tuple ``name`` in ``module``, its one owner (imported when a value comes)."""
+
+    def parse(value: str) -> str:
+        choices: tuple[str, ...] = getattr(importlib.import_module(module), name)
+        return _choice(*choices)(value)
+
+    return parse
+
+
 def _cache(value: str) -> str:
-    if value in ("memory", "off") or value.startswith(("redis://", "rediss://", "unix://")):
+    from pytest_llmperf.client.cache import REDIS_SCHEMES
+
+    if value in ("memory", "off") or value.startswith(REDIS_SCHEMES):
         return value
     raise ValueError("choose memory, off, or a redis://HOST:PORT/DB URL")
 
@@ -399,7 +412,7 @@ OPTIONS: tuple[Option, ...] = (
         "llm_record_mode",
         "LLMPERF_RECORD_MODE",
         "cassettes: none (replay only, default), once, new_episodes, all, or rewrite",
-        _choice("none", "once", "new_episodes", "all", "rewrite"),
+        _choice_of("pytest_llmperf.observe.cassettes.session", "MODES"),
         "MODE",
     ),
     Option(
@@ -469,7 +482,7 @@ OPTIONS += (
         "llm_budget_mode",
         "LLMPERF_BUDGET_MODE",
         "enforce (a budget violation fails the test, default), warn, or off",
-        _choice("enforce", "warn", "off"),
+        _choice_of("pytest_llmperf.judge.budget", "MODES"),
         "MODE",
     ),
     Option(

@@ -22,11 +22,11 @@ from typing import Any
 
 from pytest_llmperf.errors import ConfigurationError
 from pytest_llmperf.files import write_atomically
+from pytest_llmperf.judge.gate import SCHEMA_VERSION
 from pytest_llmperf.judge.recommend import recommend
 from pytest_llmperf.observe.records import CallRecord
 from pytest_llmperf.stats import quantile
 
-SCHEMA_VERSION = 1
 SCHEMA_FILE = "report-schema-v1.json"
 TOP = 3  # recommendations shown in the terminal summary
 

@@ -98,7 +98,9 @@ async def test_killing_a_host_mid_run_loses_only_calls_that_were_streaming(
             received[index] += 1
 
     async def kill_soon() -> None:
-        await asyncio.sleep(0.1)
+        # once the first host is streaming (a chunk arrived from it), kill it
+        while four[0].app.engine.requests_served == 0 or not any(received):
+            await asyncio.sleep(0.005)
         await asyncio.to_thread(four[0].kill)
 
     results = await asyncio.gather(
