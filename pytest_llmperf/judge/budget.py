@@ -164,100 +164,91 @@ def judge(
     return found
 
 
+def _past(
+    name: str, measured: float | None, limit: float | None, call: int | None, line: str
+) -> list[Violation]:
+    """A violation when ``measured`` went past ``limit`` (below it, for a rate); ``line``
+    is formatted with ``measured`` and ``limit`` only then."""
+    if limit is None or measured is None:
+        return []
+    past = measured < limit if name == "tokens_per_s" else measured > limit
+    if not past:
+        return []
+    return [Violation(name, measured, limit, call, line.format(measured=measured, limit=limit))]
+
+
 def _per_call(budget: Budget, record: CallRecord, number: int, count: int) -> list[Violation]:
     where = f"call {number} of {count} ({record.route}, {record.model}"
     where += f", tier {record.tier})" if record.tier else ")"
-    found = []
-    if budget.total is not None and record.total_s > budget.total:
-        found.append(
-            Violation(
-                "total",
-                record.total_s,
-                budget.total,
-                number,
-                f"{where}: total {record.total_s:.3g} s > budget {budget.total:g} s",
-            )
-        )
-    if budget.ttft is not None and record.ttft_s is not None and record.ttft_s > budget.ttft:
-        found.append(
-            Violation(
-                "ttft",
-                record.ttft_s,
-                budget.ttft,
-                number,
-                f"{where}: time to first token {record.ttft_s:.3g} s > budget {budget.ttft:g} s",
-            )
-        )
-    speed = record.tokens_per_s
-    if budget.tokens_per_s is not None and speed is not None and speed < budget.tokens_per_s:
-        found.append(
-            Violation(
-                "tokens_per_s",
-                speed,
-                budget.tokens_per_s,
-                number,
-                f"{where}: {speed:.3g} tokens/s < budget {budget.tokens_per_s:g} tokens/s",
-            )
-        )
-    return found
+    where = _literal(where)
+    return [
+        *_past(
+            "total",
+            record.total_s,
+            budget.total,
+            number,
+            where + ": total {measured:.3g} s > budget {limit:g} s",
+        ),
+        *_past(
+            "ttft",
+            record.ttft_s,
+            budget.ttft,
+            number,
+            where + ": time to first token {measured:.3g} s > budget {limit:g} s",
+        ),
+        *_past(
+            "tokens_per_s",
+            record.tokens_per_s,
+            budget.tokens_per_s,
+            number,
+            where + ": {measured:.3g} tokens/s < budget {limit:g} tokens/s",
+        ),
+    ]
+
+
+def _literal(text: str) -> str:
+    """``text`` as part of a :meth:`str.format` template: its braces kept as they are."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _per_run(budget: Budget, calls: Sequence[CallRecord], where: str) -> list[Violation]:
-    found = []
-    if budget.calls is not None and len(calls) > budget.calls:
-        found.append(
-            Violation(
-                "calls",
-                len(calls),
-                budget.calls,
-                None,
-                f"{where}{len(calls)} calls > budget {budget.calls} calls",
-            )
-        )
+    where = _literal(where)
     tokens = sum(record.output_tokens or 0 for record in calls)
-    if budget.tokens is not None and tokens > budget.tokens:
-        found.append(
-            Violation(
-                "tokens",
-                tokens,
-                budget.tokens,
-                None,
-                f"{where}{tokens} output tokens > budget {budget.tokens} tokens",
-            )
-        )
     wall = sum(record.total_s for record in calls)
-    if budget.wall is not None and wall > budget.wall:
-        found.append(
-            Violation(
-                "wall",
-                wall,
-                budget.wall,
-                None,
-                f"{where}LLM time {wall:.3g} s > budget {budget.wall:g} s",
-            )
-        )
-    return found
+    return [
+        *_past(
+            "calls",
+            len(calls),
+            budget.calls,
+            None,
+            where + "{measured} calls > budget {limit} calls",
+        ),
+        *_past(
+            "tokens",
+            tokens,
+            budget.tokens,
+            None,
+            where + "{measured} output tokens > budget {limit} tokens",
+        ),
+        *_past(
+            "wall",
+            wall,
+            budget.wall,
+            None,
+            where + "LLM time {measured:.3g} s > budget {limit:g} s",
+        ),
+    ]
 
 
 def _percentiles(budget: Budget, calls: Sequence[CallRecord], runs: int) -> list[Violation]:
-    found = []
-    over = f" over {runs} runs" if runs > 1 else ""
     totals = [record.total_s for record in calls]
+    if not totals:
+        return []
+    over = f" over {runs} runs" if runs > 1 else ""
+    found = []
     for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-        limit = getattr(budget, name)
-        if limit is not None and totals:
-            measured = quantile(totals, q)
-            if measured > limit:
-                found.append(
-                    Violation(
-                        name,
-                        measured,
-                        limit,
-                        None,
-                        f"{name} of {len(totals)} calls{over} {measured:.3g} s > budget "
-                        f"{limit:g} s",
-                    )
-                )
+        line = f"{name} of {len(totals)} calls{over} " + "{measured:.3g} s > budget {limit:g} s"
+        found += _past(name, quantile(totals, q), getattr(budget, name), None, line)
     return found
 
 
