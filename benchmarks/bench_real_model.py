@@ -26,6 +26,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -37,6 +38,8 @@ from serving import llmperf_serve
 from pytest_llmperf.emulator.llamacpp import LlamaCppBackend
 
 NAME = "stories"
+FLOOR = "floor:latest"
+SIDES = ("in_process", "emulator", "floor")
 PROMPT = "Once upon a time"
 TARGET_RATE = 0.90  # emulator / in-process tokens per second: at least
 TARGET_TTFT = 1.20  # emulator / in-process time to first token: at most
@@ -51,6 +54,7 @@ class Stream:
     ttft_s: float
     tokens_per_s: float
     cpu_s: float = 0.0  # CPU time of both processes (the emulator's and this one) meanwhile
+    server_tokens_per_s: float = float("nan")  # the emulator's eval_count / eval_duration
 
 
 def timed(pieces: list[tuple[float, str]], started: float) -> Stream:
@@ -81,6 +85,23 @@ def with_cpu(side: InProcess | OverHTTP, server_pid: int) -> Stream:
     seen = side.stream()
     used = time.process_time() - before[0] + process_cpu(server_pid) - before[1]
     return replace(seen, cpu_s=used)
+
+
+def floor_profile(directory: Path, tokens: int) -> Path:
+    """A synthetic model that costs nothing: its stream is the HTTP path alone."""
+    path = directory / "floor_profiles.toml"
+    path.write_text(
+        f"""[models."{FLOOR}"]
+load_s = 0.0
+prompt_tokens_per_s = 1000000000.0
+first_token_s = 0.0
+tokens_per_s = 1000000000.0
+jitter = 0.0
+response_tokens = [{tokens}, {tokens}]
+""",
+        encoding="utf-8",
+    )
+    return path
 
 
 def sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -136,9 +157,9 @@ class InProcess:
 class OverHTTP:
     """The emulator on a loopback port, read by a bare httpx client."""
 
-    def __init__(self, url: str, options: dict[str, Any]) -> None:
+    def __init__(self, url: str, model: str, options: dict[str, Any]) -> None:
         self.client = httpx.Client(base_url=url, timeout=120.0)
-        self.body = {"model": NAME, "prompt": PROMPT, "stream": True, "options": options}
+        self.body = {"model": model, "prompt": PROMPT, "stream": True, "options": options}
         self.final: dict[str, Any] = {}
 
     def stream(self) -> Stream:
@@ -162,7 +183,8 @@ class OverHTTP:
                         pieces.append((now, obj["response"]))
         if not self.final:
             raise SystemExit("the emulator's stream ended without its final line")
-        return timed(pieces, started)
+        rate = self.final.get("eval_count", 0) / (self.final.get("eval_duration", 0) / 1e9 or 1)
+        return replace(timed(pieces, started), server_tokens_per_s=rate)
 
     def close(self) -> None:
         self.client.close()
@@ -205,6 +227,40 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def run_rounds(
+    args: argparse.Namespace,
+    backend: LlamaCppBackend,
+    options: dict[str, Any],
+    url: str,
+    server_pid: int,
+) -> list[dict[str, Any]]:
+    """The warm-up, the check that both sides write the same text, then the timed rounds."""
+    local = InProcess(args.model, backend.n_ctx, backend.threads, options)
+    remote = OverHTTP(url, NAME, options)
+    floor = OverHTTP(url, FLOOR, options)
+    try:
+        warm = local.stream(), remote.stream(), floor.stream()  # load the models
+        if warm[0].text != warm[1].text:
+            raise SystemExit(
+                f"the two sides wrote different texts:\n  in-process: {warm[0].text[:120]!r}"
+                f"\n  emulator:   {warm[1].text[:120]!r}"
+            )
+        print(
+            f"same text on both sides ({warm[0].pieces} pieces in-process, "
+            f"{warm[1].pieces} from the emulator, eval_count {remote.final.get('eval_count')})"
+        )
+        rounds = []
+        sides = list(zip(SIDES, (local, remote, floor), strict=True))
+        for number in range(args.rounds):
+            turn = sides[number % 3 :] + sides[: number % 3]  # each side first in turn
+            seen = {name: with_cpu(side, server_pid) for name, side in turn}
+            rounds.append({name: asdict(s) | {"text": None} for name, s in seen.items()})
+        return rounds
+    finally:
+        remote.close()
+        floor.close()
+
+
 def main() -> int:
     args = parse_args()
     backend = LlamaCppBackend(NAME, args.model, threads=args.threads)
@@ -217,43 +273,30 @@ def main() -> int:
     serve = ["--gguf", f"{NAME}={args.model}", "--log-level", "warning"]
     serve += ["--gguf-threads", str(backend.threads)]
     rounds: list[dict[str, Any]] = []
-    with llmperf_serve(serve) as (url, process):
-        print(f"emulator: {url} (pid {process.pid}); in-process: pid {os.getpid()}")
-        local = InProcess(args.model, backend.n_ctx, backend.threads, options)
-        remote = OverHTTP(url, options)
-        try:
-            warm = local.stream(), remote.stream()  # load the model on both sides
-            if warm[0].text != warm[1].text:
-                raise SystemExit(
-                    f"the two sides wrote different texts:\n  in-process: {warm[0].text[:120]!r}"
-                    f"\n  emulator:   {warm[1].text[:120]!r}"
-                )
-            print(
-                f"same text on both sides ({warm[0].pieces} pieces in-process, "
-                f"{warm[1].pieces} from the emulator, eval_count {remote.final.get('eval_count')})"
-            )
-            for number in range(args.rounds):
-                sides = [("in_process", local), ("emulator", remote)]
-                if number % 2:
-                    sides.reverse()
-                seen = {name: with_cpu(side, process.pid) for name, side in sides}
-                rounds.append({name: asdict(s) | {"text": None} for name, s in seen.items()})
-        finally:
-            remote.close()
+    with tempfile.TemporaryDirectory(prefix="llmperf-bench-") as tmp:
+        serve += ["--profiles", str(floor_profile(Path(tmp), args.tokens))]
+        with llmperf_serve(serve) as (url, process):
+            print(f"emulator: {url} (pid {process.pid}); in-process: pid {os.getpid()}")
+            rounds = run_rounds(args, backend, options, url, process.pid)
     print(f"{'':<28} (per stream; ratios per round, emulator / in-process)")
     for key, unit, scale in (("tokens_per_s", " tok/s", 1.0), ("ttft_s", " ms", 1000.0)):
-        for side in ("in_process", "emulator"):
+        for side in SIDES:
             print(show(f"{side} {key}", [r[side][key] for r in rounds], unit, scale))
-    rate = [r["emulator"]["tokens_per_s"] / r["in_process"]["tokens_per_s"] for r in rounds]
-    ttft = [r["emulator"]["ttft_s"] / r["in_process"]["ttft_s"] for r in rounds]
+    served = [r["emulator"]["server_tokens_per_s"] for r in rounds]
+    print(show("emulator, its own eval rate", served, " tok/s"))
     cpu = {
         side: sum(r[side]["cpu_s"] for r in rounds) / sum(r[side]["pieces"] for r in rounds)
-        for side in ("in_process", "emulator")
+        for side in SIDES
     }
     print(
         f"CPU a token (both processes, all rounds): in-process {cpu['in_process'] * 1e6:.0f} us, "
-        f"emulator {cpu['emulator'] * 1e6:.0f} us (server + client; ticks of 10 ms)"
+        f"emulator {cpu['emulator'] * 1e6:.0f} us, floor {cpu['floor'] * 1e6:.0f} us "
+        "(server + client; ticks of 10 ms)"
     )
+    above = [(r["emulator"]["ttft_s"] - r["floor"]["ttft_s"]) * 1000 for r in rounds]
+    print(show("emulator TTFT - floor's", above, " ms"))
+    rate = [r["emulator"]["tokens_per_s"] / r["in_process"]["tokens_per_s"] for r in rounds]
+    ttft = [r["emulator"]["ttft_s"] / r["in_process"]["ttft_s"] for r in rounds]
     print(show("ratio tokens/s", rate, "x"))
     print(show("ratio TTFT", ttft, "x"))
     verdicts = [

@@ -161,25 +161,23 @@ class LlamaCppBackend:
                 yield event
 
     async def _inline(self, steps: Steps) -> AsyncGenerator[BackendEvent, None]:
-        clock = time.perf_counter
         try:
-            now = clock()
-            slice_ends = now + SLICE_S
+            slice_ends = time.perf_counter() + SLICE_S
             while True:
-                event, now = self._step(steps, now)
+                event, ended = self._step(steps)
                 yield event
                 if isinstance(event, Finished):
                     return
-                if now > slice_ends:
+                if ended > slice_ends:
                     await asyncio.sleep(0)  # the other requests' turn
-                    now = clock()
-                    slice_ends = now + SLICE_S
+                    slice_ends = time.perf_counter() + SLICE_S
         finally:
             steps.close()
             self._busy.release()
 
-    def _step(self, steps: Steps, started: float) -> tuple[BackendEvent, float]:
+    def _step(self, steps: Steps) -> tuple[BackendEvent, float]:
         """The next step, and when it ended; keeps a running mean of the steps' lengths."""
+        started = time.perf_counter()
         event = next(steps)
         ended = time.perf_counter()
         took = ended - started
@@ -211,7 +209,7 @@ class LlamaCppBackend:
                             return
                     if feed.closed():
                         return
-                    event, _ended = self._step(steps, time.perf_counter())
+                    event, _ended = self._step(steps)
                     feed.put(event)
                     if isinstance(event, Finished):
                         return
