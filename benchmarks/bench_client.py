@@ -58,7 +58,7 @@ import ollama
 from serving import llmperf_serve
 
 from pytest_llmperf import AsyncOllamaClient, OllamaClient, ResponseCache
-from pytest_llmperf.cache import open_redis
+from pytest_llmperf.client.cache import open_redis
 
 FAST_MODEL = "bench-fast:latest"
 SLOW_MODEL = "bench-slow:latest"
@@ -71,7 +71,7 @@ TARGET_HIT_REDIS_US = 60.0  # per cache hit from fakeredis: at most
 TARGET_CONCURRENCY = 1.15  # N calls at once / one call alone: at most
 
 # The reference async client of target 3: one httpx pool, as large as our client's was when
-# this was written (pytest_llmperf.client.LIMITS).
+# this was written (pytest_llmperf.client.faces.LIMITS).
 BARE_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
 
 Runner = Callable[[int], None]  # runs that many calls, one after another
