@@ -35,11 +35,12 @@ from typing import Any
 import httpx
 from serving import llmperf_serve
 
-from pytest_llmperf.emulator.llamacpp import LlamaCppBackend
+from pytest_llmperf.emulator.backends import Job, Token
+from pytest_llmperf.emulator.llamacpp import LlamaCppBackend, generation_steps
 
 NAME = "stories"
 FLOOR = "floor:latest"
-SIDES = ("in_process", "emulator", "floor")
+SIDES = ("in_process", "steps", "emulator", "floor")
 PROMPT = "Once upon a time"
 TARGET_RATE = 0.90  # emulator / in-process tokens per second: at least
 TARGET_TTFT = 1.20  # emulator / in-process time to first token: at most
@@ -79,7 +80,7 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def with_cpu(side: InProcess | OverHTTP, server_pid: int) -> Stream:
+def with_cpu(side: InProcess | Steps | OverHTTP, server_pid: int) -> Stream:
     """One stream of ``side``, with the CPU both processes used during it."""
     before = time.process_time(), process_cpu(server_pid)
     seen = side.stream()
@@ -151,6 +152,30 @@ class InProcess:
             text = chunk["choices"][0]["text"]
             if text:
                 pieces.append((clock(), text))
+        return timed(pieces, started)
+
+
+class Steps(InProcess):
+    """The emulator's own generation steps in this process, with no server around them."""
+
+    def stream(self) -> Stream:
+        o = self.options
+        clock = time.perf_counter
+        job = Job(
+            model=NAME,
+            prompt=PROMPT,
+            seed=o["seed"],
+            num_predict=o["num_predict"],
+            temperature=o["temperature"],
+            top_k=o["top_k"],
+            top_p=o["top_p"],
+            repeat_penalty=o["repeat_penalty"],
+        )
+        pieces: list[tuple[float, str]] = []
+        started = clock()
+        for event in generation_steps(self.llm, self.llm.n_ctx(), job):
+            if isinstance(event, Token):
+                pieces.append((clock(), event.text))
         return timed(pieces, started)
 
 
@@ -236,23 +261,25 @@ def run_rounds(
 ) -> list[dict[str, Any]]:
     """The warm-up, the check that both sides write the same text, then the timed rounds."""
     local = InProcess(args.model, backend.n_ctx, backend.threads, options)
+    steps = Steps(args.model, backend.n_ctx, backend.threads, options)
     remote = OverHTTP(url, NAME, options)
     floor = OverHTTP(url, FLOOR, options)
     try:
-        warm = local.stream(), remote.stream(), floor.stream()  # load the models
-        if warm[0].text != warm[1].text:
-            raise SystemExit(
-                f"the two sides wrote different texts:\n  in-process: {warm[0].text[:120]!r}"
-                f"\n  emulator:   {warm[1].text[:120]!r}"
-            )
+        warm = local.stream(), steps.stream(), remote.stream(), floor.stream()  # load them
+        for name, seen in (("the emulator's steps", warm[1]), ("the emulator", warm[2])):
+            if seen.text != warm[0].text:
+                raise SystemExit(
+                    f"{name} wrote another text than create_completion:\n"
+                    f"  create_completion: {warm[0].text[:120]!r}\n  {name}: {seen.text[:120]!r}"
+                )
         print(
-            f"same text on both sides ({warm[0].pieces} pieces in-process, "
-            f"{warm[1].pieces} from the emulator, eval_count {remote.final.get('eval_count')})"
+            f"the same text from all three ({warm[0].pieces} pieces from create_completion, "
+            f"{warm[2].pieces} from the emulator, eval_count {remote.final.get('eval_count')})"
         )
         rounds = []
-        sides = list(zip(SIDES, (local, remote, floor), strict=True))
+        sides = list(zip(SIDES, (local, steps, remote, floor), strict=True))
         for number in range(args.rounds):
-            turn = sides[number % 3 :] + sides[: number % 3]  # each side first in turn
+            turn = sides[number % 4 :] + sides[: number % 4]  # each side first in turn
             seen = {name: with_cpu(side, server_pid) for name, side in turn}
             rounds.append({name: asdict(s) | {"text": None} for name, s in seen.items()})
         return rounds
@@ -289,9 +316,9 @@ def main() -> int:
         for side in SIDES
     }
     print(
-        f"CPU a token (both processes, all rounds): in-process {cpu['in_process'] * 1e6:.0f} us, "
-        f"emulator {cpu['emulator'] * 1e6:.0f} us, floor {cpu['floor'] * 1e6:.0f} us "
-        "(server + client; ticks of 10 ms)"
+        "CPU a token (both processes, all rounds): "
+        + ", ".join(f"{side} {cpu[side] * 1e6:.0f} us" for side in SIDES)
+        + " (ticks of 10 ms)"
     )
     above = [(r["emulator"]["ttft_s"] - r["floor"]["ttft_s"]) * 1000 for r in rounds]
     print(show("emulator TTFT - floor's", above, " ms"))
@@ -299,6 +326,10 @@ def main() -> int:
     ttft = [r["emulator"]["ttft_s"] / r["in_process"]["ttft_s"] for r in rounds]
     print(show("ratio tokens/s", rate, "x"))
     print(show("ratio TTFT", ttft, "x"))
+    alone = [r["emulator"]["tokens_per_s"] / r["steps"]["tokens_per_s"] for r in rounds]
+    print(show("ratio tokens/s to its steps", alone, "x"))
+    alone = [r["emulator"]["ttft_s"] / r["steps"]["ttft_s"] for r in rounds]
+    print(show("ratio TTFT to its steps", alone, "x"))
     verdicts = [
         (f"tokens/s ratio >= {TARGET_RATE}", spread(rate)["median"] >= TARGET_RATE),
         (f"TTFT ratio <= {TARGET_TTFT}", spread(ttft)["median"] <= TARGET_TTFT),

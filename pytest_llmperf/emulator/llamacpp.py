@@ -10,10 +10,12 @@ meanwhile, and the model does not wait for the loop between tokens.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ctypes
 import functools
 import math
 import os
+import random
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Sequence
@@ -150,7 +152,7 @@ class LlamaCppBackend:
         return [_pool(v, normalize) for v in vectors]
 
     async def generate(self, job: Job, pacing: Pacing) -> AsyncIterator[BackendEvent]:
-        steps = _steps(self._llm, self.n_ctx, job)
+        steps = generation_steps(self._llm, self.n_ctx, job)
         # A model whose steps are short runs on the event loop's own thread, a slice of steps
         # at a time: no thread to wake for each token (on a busy machine every wake-up waits
         # for a core). A slow one, or one busy with another request, runs in a worker.
@@ -221,35 +223,47 @@ class LlamaCppBackend:
                 steps.close()
 
 
-def _steps(llm: Any, n_ctx: int, job: Job) -> Steps:
-    """The generation as steps: the prompt read, then one step a piece of text, then the end."""
+def generation_steps(llm: Any, n_ctx: int, job: Job) -> Steps:
+    """The generation as steps: the prompt read, then one step a token, then the end.
+
+    The same sampling as llama-cpp-python's ``create_completion`` (its ``generate`` with the
+    same parameters and seed), so the same text; but each token is turned into text on its
+    own, where ``create_completion`` turns the whole answer so far into text at every token
+    (its cost grows with the answer). Stop sequences are the engine's.
+    """
+    import llama_cpp
+
     tokens = llm.tokenize(job.prompt.encode(), add_bos=True)
     room = n_ctx - len(tokens) - 1
-    limit = room if job.num_predict < 0 else min(job.num_predict, room)
+    limit = max(1, room if job.num_predict < 0 else min(job.num_predict, room))
     llm.reset()
-    llm.eval(tokens)  # the completion finds the whole prompt cached and starts at once
+    llm.eval(tokens)  # generation finds the whole prompt read and starts at once
     yield PromptEvaluated(len(tokens))
-    stream = llm.create_completion(
+    seed = job.seed if job.seed is not None else random.Random(llm._seed).randint(0, 2**32)
+    llm.set_seed(seed)
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    text = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+    generated = 0
+    reason = "length"
+    steps = llm.generate(
         tokens,
-        max_tokens=max(limit, 1),
-        temperature=0.8 if job.temperature is None else job.temperature,
+        temp=0.8 if job.temperature is None else job.temperature,
         top_k=40 if job.top_k is None else job.top_k,
         top_p=0.9 if job.top_p is None else job.top_p,
         repeat_penalty=1.1 if job.repeat_penalty is None else job.repeat_penalty,
-        stop=list(job.stop) or None,
-        seed=job.seed,
-        stream=True,
     )
-    reason = "stop"
     try:
-        for chunk in stream:
-            choice = chunk["choices"][0]
-            if choice["text"]:
-                yield Token(choice["text"])
-            if choice.get("finish_reason"):
-                reason = "length" if choice["finish_reason"] == "length" else "stop"
+        for token in steps:
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                reason = "stop"
+                break
+            generated += 1
+            if piece := text.decode(llm.detokenize([token])):
+                yield Token(piece)
+            if generated >= limit:
+                break
     finally:
-        stream.close()
+        steps.close()
     yield Finished(reason)
 
 
