@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from serving import llmperf_serve
+from serving import llmperf_serve, process_cpu
 
 from pytest_llmperf.emulator.backends import Job, Token
 from pytest_llmperf.emulator.llamacpp import LlamaCppBackend, generation_steps
@@ -69,15 +69,6 @@ def timed(pieces: list[tuple[float, str]], started: float) -> Stream:
         ttft_s=first - started,
         tokens_per_s=(len(pieces) - 1) / (last - first) if last > first else float("nan"),
     )
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc; NaN elsewhere), 10 ms ticks."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def with_cpu(side: InProcess | Steps | OverHTTP, server_pid: int) -> Stream:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import math
+import os
 import selectors
 import subprocess
 import sys
@@ -34,9 +36,23 @@ def llmperf_serve(options: list[str]) -> Iterator[tuple[str, subprocess.Popen[st
             raise SystemExit(f"the emulator is not on a loopback address: {url}")
         yield url, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Terminate ``process`` (kill it if it has not ended within 10 s)."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; NaN elsewhere), in 10 ms ticks."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
