@@ -249,7 +249,7 @@ def run_rounds(
     options: dict[str, Any],
     url: str,
     server_pid: int,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Stream]]:
     """The warm-up, the check that both sides write the same text, then the timed rounds."""
     local = InProcess(args.model, backend.n_ctx, backend.threads, options)
     steps = Steps(args.model, backend.n_ctx, backend.threads, options)
@@ -267,12 +267,12 @@ def run_rounds(
             f"the same text from all three ({warm[0].pieces} pieces from create_completion, "
             f"{warm[2].pieces} from the emulator, eval_count {remote.final.get('eval_count')})"
         )
-        rounds = []
+        rounds: list[dict[str, Stream]] = []
         sides = list(zip(SIDES, (local, steps, remote, floor), strict=True))
         for number in range(args.rounds):
             turn = sides[number % 4 :] + sides[: number % 4]  # each side first in turn
             seen = {name: with_cpu(side, server_pid) for name, side in turn}
-            rounds.append({name: asdict(s) | {"text": None} for name, s in seen.items()})
+            rounds.append(seen)
         return rounds
     finally:
         remote.close()
@@ -290,7 +290,7 @@ def main() -> int:
     )
     serve = ["--gguf", f"{NAME}={args.model}", "--log-level", "warning"]
     serve += ["--gguf-threads", str(backend.threads)]
-    rounds: list[dict[str, Any]] = []
+    rounds: list[dict[str, Stream]] = []
     with tempfile.TemporaryDirectory(prefix="llmperf-bench-") as tmp:
         serve += ["--profiles", str(floor_profile(Path(tmp), args.tokens))]
         with llmperf_serve(serve) as (url, process):
@@ -299,11 +299,11 @@ def main() -> int:
     print(f"{'':<28} (per stream; ratios per round, emulator / in-process)")
     for key, unit, scale in (("tokens_per_s", " tok/s", 1.0), ("ttft_s", " ms", 1000.0)):
         for side in SIDES:
-            print(show(f"{side} {key}", [r[side][key] for r in rounds], unit, scale))
-    served = [r["emulator"]["server_tokens_per_s"] for r in rounds]
+            print(show(f"{side} {key}", [getattr(r[side], key) for r in rounds], unit, scale))
+    served = [r["emulator"].server_tokens_per_s for r in rounds]
     print(show("emulator, its own eval rate", served, " tok/s"))
     cpu = {
-        side: sum(r[side]["cpu_s"] for r in rounds) / sum(r[side]["pieces"] for r in rounds)
+        side: sum(r[side].cpu_s for r in rounds) / sum(r[side].pieces for r in rounds)
         for side in SIDES
     }
     print(
@@ -311,15 +311,15 @@ def main() -> int:
         + ", ".join(f"{side} {cpu[side] * 1e6:.0f} us" for side in SIDES)
         + " (ticks of 10 ms)"
     )
-    above = [(r["emulator"]["ttft_s"] - r["floor"]["ttft_s"]) * 1000 for r in rounds]
+    above = [(r["emulator"].ttft_s - r["floor"].ttft_s) * 1000 for r in rounds]
     print(show("emulator TTFT - floor's", above, " ms"))
-    rate = [r["emulator"]["tokens_per_s"] / r["in_process"]["tokens_per_s"] for r in rounds]
-    ttft = [r["emulator"]["ttft_s"] / r["in_process"]["ttft_s"] for r in rounds]
+    rate = [r["emulator"].tokens_per_s / r["in_process"].tokens_per_s for r in rounds]
+    ttft = [r["emulator"].ttft_s / r["in_process"].ttft_s for r in rounds]
     print(show("ratio tokens/s", rate, "x"))
     print(show("ratio TTFT", ttft, "x"))
-    alone = [r["emulator"]["tokens_per_s"] / r["steps"]["tokens_per_s"] for r in rounds]
+    alone = [r["emulator"].tokens_per_s / r["steps"].tokens_per_s for r in rounds]
     print(show("ratio tokens/s to its steps", alone, "x"))
-    alone = [r["emulator"]["ttft_s"] / r["steps"]["ttft_s"] for r in rounds]
+    alone = [r["emulator"].ttft_s / r["steps"].ttft_s for r in rounds]
     print(show("ratio TTFT to its steps", alone, "x"))
     verdicts = [
         (f"tokens/s ratio >= {TARGET_RATE}", spread(rate)["median"] >= TARGET_RATE),
@@ -328,7 +328,8 @@ def main() -> int:
     for target, passed in verdicts:
         print(f"{'PASS' if passed else 'FAIL'}: {target}")
     if args.json:
-        results = {"args": {k: str(v) for k, v in vars(args).items()}, "rounds": rounds}
+        every = [{name: asdict(s) | {"text": None} for name, s in r.items()} for r in rounds]
+        results = {"args": {k: str(v) for k, v in vars(args).items()}, "rounds": every}
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0 if all(passed for _t, passed in verdicts) else 1
 
