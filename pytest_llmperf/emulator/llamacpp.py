@@ -1,10 +1,13 @@
 """The real-model backend: a GGUF file served through llama.cpp (llama-cpp-python).
 
 Install it with ``pip install 'pytest-llmperf[llama]'``. The prompt is evaluated on its own
-first, so ``prompt_eval_duration`` and ``eval_duration`` are llama.cpp's real phases. The
-whole generation runs in a worker thread, which hands its tokens to the event loop through a
-:class:`~.handoff.Handoff` and goes on computing: the server keeps serving other requests
-meanwhile, and the model does not wait for the loop between tokens.
+first, so ``prompt_eval_duration`` and ``eval_duration`` are llama.cpp's real phases.
+
+A model whose steps are short runs on the event loop's thread, a slice of steps at a time,
+so no thread is woken for each token. A slow one (or one busy with another request) runs in
+a worker thread, which hands its tokens to the loop through a :class:`~.handoff.Handoff` and
+goes on computing: the server keeps serving other requests meanwhile, and the model does not
+wait for the loop between tokens.
 """
 
 from __future__ import annotations
