@@ -111,7 +111,7 @@ class LlamaCppBackend:
         # One generation at a time on the context: a worker whose client has gone finishes
         # its current token before the next request's worker may start.
         self._busy = threading.Lock()
-        self._step_s = math.inf  # the recent steps' mean length; unknown before the first
+        self._step_s = math.inf  # the last request's mean step, in CPU time; unknown at first
 
     def _new(self, **extra: Any) -> Any:
         try:
@@ -166,28 +166,27 @@ class LlamaCppBackend:
                 yield event
 
     async def _inline(self, steps: Steps) -> AsyncGenerator[BackendEvent, None]:
+        cpu, count = time.thread_time(), 0
         try:
             slice_ends = time.perf_counter() + SLICE_S
             while True:
-                event, ended = self._step(steps)
+                event = next(steps)
+                count += 1
                 yield event
                 if isinstance(event, Finished):
                     return
-                if ended > slice_ends:
+                if time.perf_counter() > slice_ends:
                     await asyncio.sleep(0)  # the other requests' turn
                     slice_ends = time.perf_counter() + SLICE_S
         finally:
+            self._timed(cpu, count)
             steps.close()
             self._busy.release()
 
-    def _step(self, steps: Steps) -> tuple[BackendEvent, float]:
-        """The next step, and when it ended; keeps a running mean of the steps' lengths."""
-        started = time.perf_counter()
-        event = next(steps)
-        ended = time.perf_counter()
-        took = ended - started
-        self._step_s = took if math.isinf(self._step_s) else 0.8 * self._step_s + 0.2 * took
-        return event, ended
+    def _timed(self, cpu: float, count: int) -> None:
+        """Keep the mean CPU time of this request's steps (a preempted step is not slow)."""
+        if count:
+            self._step_s = (time.thread_time() - cpu) / count
 
     async def _in_worker(self, steps: Steps, pacing: Pacing) -> AsyncGenerator[BackendEvent, None]:
         loop = asyncio.get_running_loop()
@@ -207,6 +206,7 @@ class LlamaCppBackend:
     def _work(self, steps: Steps, pacing: Pacing, feed: Handoff[BackendEvent]) -> None:
         """The worker thread: compute steps and hand them over until done or unwanted."""
         with self._busy:
+            cpu, count = time.thread_time(), 0
             try:
                 while True:
                     while not pacing.running.wait(0.05):  # the server pauses: do not run ahead
@@ -214,7 +214,8 @@ class LlamaCppBackend:
                             return
                     if feed.closed():
                         return
-                    event, _ended = self._step(steps)
+                    event = next(steps)
+                    count += 1
                     feed.put(event)
                     if isinstance(event, Finished):
                         return
@@ -223,6 +224,7 @@ class LlamaCppBackend:
             except BaseException as exc:  # the request's task raises it
                 feed.fail(exc)
             finally:
+                self._timed(cpu, count)
                 steps.close()
 
 
