@@ -111,9 +111,7 @@ def steady(catalogue: Catalogue) -> Catalogue:
     return catalogue.with_model(model).with_server(time_scale=1.0)
 
 
-# The steady profile's eight tokens: the first at once, then one every 1/40 s. No answer can
-# come sooner (8 / 40 counted one interval too many, and failed a run on a quiet moment).
-ONE_ANSWER_S = 7 / 40.0
+ONE_ANSWER_S = 7 / 40.0  # the steady profile's eight tokens, seven gaps: none comes sooner
 
 
 def test_one_slot_serves_four_requests_one_after_another(serve: Serve, steady: Catalogue) -> None:
