@@ -126,22 +126,81 @@ def _tier_entries(options: Options) -> list[str]:
     return entries
 
 
-@contextlib.contextmanager
-def embedded_emulators(gguf: Sequence[str], time_scale: float) -> Iterator[list[str]]:
-    """:data:`EMULATORS` emulators on free loopback ports, running until the block ends."""
-    from pytest_llmperf.emulator.runner import build_app
-    from pytest_llmperf.emulator.server import EmulatorServer
+def num_parallel(gguf: Sequence[str]) -> int:
+    """Requests at once per model on the embedded emulators: one with a llama.cpp model,
+    whose backend runs one generation at a time."""
+    return 1 if gguf else EMULATOR_NUM_PARALLEL
 
+
+@contextlib.contextmanager
+def embedded_emulators(gguf: Sequence[str], time_scale: float, log: Path) -> Iterator[list[str]]:
+    """:data:`EMULATORS` emulators (``llmperf serve``), each in a process of its own on a free
+    loopback port, running until the block ends; what they print goes to ``log``."""
     with contextlib.ExitStack() as stack:
-        servers = [
-            stack.enter_context(
-                EmulatorServer(
-                    build_app(None, gguf, time_scale, num_parallel=EMULATOR_NUM_PARALLEL)
-                )
+        sink = stack.enter_context(log.open("a", encoding="utf-8"))
+        urls = []
+        for _ in range(EMULATORS):
+            server = _Served(gguf, time_scale, sink)
+            stack.callback(server.stop)
+            urls.append(server.url)
+        yield urls
+
+
+LISTENING = "llmperf emulator listening on "
+START_S = 60.0  # a GGUF model loads lazily: starting is importing and binding a port
+
+
+class _Served:
+    """One ``llmperf serve --port 0``; its output after the address is copied to ``sink``."""
+
+    def __init__(self, gguf: Sequence[str], time_scale: float, sink: IO[str]) -> None:
+        import threading
+
+        command = [sys.executable, "-m", "pytest_llmperf.cli", "serve", "--port", "0"]
+        command += ["--time-scale", repr(time_scale), "--log-level", "warning"]
+        command += ["--num-parallel", str(num_parallel(gguf))]
+        for spec in gguf:
+            command += ["--gguf", spec]
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=_environment(),
+        )
+        assert self.process.stdout is not None
+        seen: list[str] = []
+        found = threading.Event()
+
+        def drain() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                if not found.is_set() and line.startswith(LISTENING):
+                    seen.append(line[len(LISTENING) :].strip())
+                    found.set()
+                    continue
+                sink.write(line)
+                sink.flush()
+            found.set()
+
+        threading.Thread(target=drain, name="llmperf-emulator-log", daemon=True).start()
+        if not found.wait(START_S) or not seen:
+            self.stop()
+            raise ConfigurationError(
+                f"the embedded emulator did not start within {START_S:g} s (exit status "
+                f"{self.process.poll()}); what it said is in {sink.name}"
             )
-            for _ in range(EMULATORS)
-        ]
-        yield [server.url for server in servers]
+        self.url = seen[0]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def run(options: Options, out: IO[str] | None = None) -> int:
@@ -162,7 +221,7 @@ def run(options: Options, out: IO[str] | None = None) -> int:
         if options.embedded:
             what = "the embedded emulator" + (f" with {', '.join(gguf)}" if gguf else "")
             print(f"llmperf validate: starting {what} (time scale {options.scale:g})", file=out)
-            urls = stack.enter_context(embedded_emulators(gguf, options.scale))
+            urls = stack.enter_context(embedded_emulators(gguf, options.scale, outputs.log))
         print(
             f"llmperf validate: {', '.join(urls)}; tiers "
             + ", ".join(f"{t}={m}" for t, m in tiers.models.items()),
@@ -209,7 +268,7 @@ def pytest_arguments(
     for spec in options.gguf:
         args += ["--validate-real-model", spec.partition("=")[0].strip()]
     if options.embedded:
-        args += ["--validate-num-parallel", str(EMULATOR_NUM_PARALLEL)]
+        args += ["--validate-num-parallel", str(num_parallel(options.gguf))]
     if options.baseline is not None:
         args += ["--llm-baseline", str(options.baseline)]
     return args
@@ -268,7 +327,7 @@ def _pytest(
     read, write = os.pipe()
     progress = _Progress(out)
     try:
-        with outputs.log.open("w", encoding="utf-8") as log:
+        with outputs.log.open("a", encoding="utf-8") as log:
             child = subprocess.Popen(
                 pytest_arguments(options, urls, tiers, outputs, write),
                 stdout=log,
