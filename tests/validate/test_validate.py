@@ -248,9 +248,13 @@ def test_a_real_gguf_model_is_validated(tmp_path: Path) -> None:
     assert {"Generate completes a prompt", "Chat answers a conversation"} <= passed
     assert "Streaming gives the answer chunk by chunk" in passed
     # the fast tier's figures are the model's own: llama.cpp loaded it, and wrote the tokens
-    stats = report["models"]["stories:latest"]
+    stats = report["models"]["stories"]
     assert stats["calls"] > 10 and stats["tokens_per_s"]
     warm_up = next(
         r for r in report["optimizations"] if r["optimization"].startswith("warm-up (fast")
     )
     assert "stories" in warm_up["optimization"]
+    # budgets on the real model's tier are real time; the emulated tiers' are scaled
+    budgets = {s["nodeid"]: s["budget"] for s in report["scenarios"]["items"]}
+    assert budgets["test_functionality.py::test_generate"] == {"total": 10.0}
+    assert budgets[COLD_COMPLEX] == {"total": pytest.approx(2.0 * 0.05)}

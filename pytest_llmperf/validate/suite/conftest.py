@@ -107,27 +107,42 @@ class Validation:
         if self.progress is not None:
             self.progress.write(json.dumps(event) + "\n")
 
-    def budget(self, marker: pytest.Mark) -> dict[str, Any]:
+    def budget(self, marker: pytest.Mark, item: pytest.Item) -> dict[str, Any]:
         """A ``scenario_budget`` in the target's time: seconds times the scale (floored at
-        :data:`FLOOR_S` unless ``tight``), tokens/s over it, counts as they are."""
+        :data:`FLOOR_S` unless ``tight``), tokens/s over it, counts as they are.
+
+        A real model (``--validate-real-model``) runs in real time: a scenario on its tier
+        (``tier=``, or the test's ``tier`` parameter, default ``fast``) keeps real budgets.
+        """
         limits = dict(marker.kwargs)
         tight = bool(limits.pop("tight", False))
+        spec = getattr(item, "callspec", None)
+        tier = str(
+            limits.pop("tier", None) or (spec.params.get("tier") if spec else None) or "fast"
+        )
+        scale = 1.0 if self.real(tier) else self.scale
         out: dict[str, Any] = {}
         for name, value in limits.items():
             if name in SECONDS_BUDGETS:
-                scaled = float(value) * self.scale
+                scaled = float(value) * scale
                 out[name] = scaled if tight else max(scaled, min(FLOOR_S, float(value)))
             elif name == "tokens_per_s":
-                out[name] = float(value) / self.scale if self.scale else float(value)
+                out[name] = float(value) / scale
             else:
                 out[name] = value
         return out
+
+    def real(self, tier: str) -> bool:
+        """Whether the tier's model (from ``--llm-tier``) is served by llama.cpp."""
+        real = {normalize_model_name(m) for m in self.config.getoption("validate_real_model")}
+        tiers = Tiers.parse(self.config.getoption("tiers") or [])
+        return tier in tiers.models and normalize_model_name(tiers.model(tier)) in real
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
             marker = item.get_closest_marker("scenario_budget")
-            budget = self.budget(marker) if marker is not None else None
+            budget = self.budget(marker, item) if marker is not None else None
             if budget:
                 item.add_marker(pytest.mark.llm_budget(**budget))
             function = getattr(item, "function", None)
