@@ -205,7 +205,7 @@ def summary_lines(report: Mapping[str, Any], files: Mapping[str, Path]) -> list[
         gain = row.get("improvement")
         lines.append(
             f"  {row['optimization']:<40} {row['before_s']:>8.3f} s -> {row['after_s']:>8.3f} s"
-            + (f"  {gain:.3g}x" if isinstance(gain, (int, float)) else "")
+            + (f"  {_times(gain)}" if isinstance(gain, (int, float)) else "")
         )
     for item in recommendations[:3]:
         lines.append(f"  {item['severity']}: {_shorten(item['message'])} [{item['id']}]")
@@ -215,6 +215,10 @@ def summary_lines(report: Mapping[str, Any], files: Mapping[str, Path]) -> list[
     for name, path in files.items():
         lines.append(f"{name + ':':<{width + 1}} {path}")
     return lines
+
+
+def _times(factor: float) -> str:
+    return f"{factor:,.0f}x" if factor >= 100 else f"{factor:.3g}x"
 
 
 def _shorten(text: str, most: int = 150) -> str:

@@ -204,6 +204,12 @@ class Validation:
         found = recommend(tests, run=report["run"], server=server)
         # validate measures live calls on purpose, as a baseline-gated run does
         found = [r for r in found if r["id"] != "live-calls-in-ci"]
+        for item in found:
+            if item["id"] == "no-baseline":
+                item["message"] += (
+                    "; with llmperf validate: keep a good run's llm_dev_validation_*.json and "
+                    "pass it as --baseline FILE"
+                )
         report["recommendations"] = _scenarios.with_scenarios(found, items)
 
     def pytest_unconfigure(self) -> None:
@@ -306,6 +312,17 @@ def _takes_faults(http: httpx.Client, target: Target) -> bool:
         headers={FAULT_HEADER: f"status={PROBE_STATUS}"},
     )
     return answer.status_code == PROBE_STATUS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm(target: Target) -> None:
+    """Every tier's model that the server has, loaded once before the scenarios, as a
+    well-kept suite does (a scenario that measures a cold model unloads it first)."""
+    from pytest_llmperf import OllamaClient
+
+    models = [target.model(t) for t in ORDER if target.has(target.model(t))]
+    with OllamaClient(target.url, tiers=target.tiers) as client:
+        client.warm_up(models)
 
 
 class Measured:
