@@ -25,7 +25,9 @@ PROMPT = "Explain in one sentence why the sky is blue."
 LENGTH = 8  # output tokens of every measured call
 FAST_BUDGET = {"total": 2.0, "ttft": 1.0}  # the fast tier's, in real seconds
 STALL_CALLS = 12  # streamed calls that teach the adaptive timeouts the fast tier's pace
-BALANCED_CALLS = 8  # requests sent at once to one host, then to the pool
+BALANCED_CALLS = 8  # requests sent at once to one host, then to the pool...
+BALANCED_LENGTH = 4 * LENGTH  # ...of the balanced tier's pace and up to this length, so
+BALANCING_TIER = "balanced"  # that the servers' work outweighs the client's own
 # A call sent with many others waits its turn at the server: batches are judged on their
 # throughput, so each of their calls may take as long as the most patient tier allows.
 QUEUED = TIER_LIMITS["complex"]
@@ -43,13 +45,14 @@ def _ask(
     *,
     stream: bool = False,
     timeout: Limits | None = None,
+    length: int = LENGTH,
 ) -> CallRecord:
     """One uncached call; its record."""
     if stream:
         chunks = client.generate(
             tier=tier,
             prompt=PROMPT,
-            options=_options(seed),
+            options=_options(seed, length),
             cache=False,
             stream=True,
             timeout=timeout,
@@ -58,7 +61,7 @@ def _ask(
             pass
     else:
         client.generate(
-            tier=tier, prompt=PROMPT, options=_options(seed), cache=False, timeout=timeout
+            tier=tier, prompt=PROMPT, options=_options(seed, length), cache=False, timeout=timeout
         )
     return calls.records[-1]
 
@@ -262,8 +265,8 @@ def test_balanced_over_hosts(
     """Requests spread over several hosts against one host"""
     if len(target.hosts) < 2:
         pytest.skip("needs several targets (--target URL, repeated)")
-    target.need("fast")
-    model = target.model("fast")
+    target.need(BALANCING_TIER)
+    model = target.model(BALANCING_TIER)
     for host in target.hosts:
         with _client(host, target, llm_calls) as one:
             one.warm_up([model])
@@ -271,7 +274,14 @@ def test_balanced_over_hosts(
 
     def batch(client: OllamaClient) -> float:
         def one() -> CallRecord:
-            return _ask(client, llm_calls, "fast", next(seeds), timeout=QUEUED)
+            return _ask(
+                client,
+                llm_calls,
+                BALANCING_TIER,
+                next(seeds),
+                timeout=QUEUED,
+                length=BALANCED_LENGTH,
+            )
 
         outcomes: list[Any] = []
         took = _wall(lambda: outcomes.extend(client.many([one] * BALANCED_CALLS)))
