@@ -260,7 +260,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "scenario_injects_faults: the scenario's calls are no evidence for recommendations",
+        "scenario_injects_faults: the scenario provokes failures on purpose (faults, limits "
+        "set to be missed): its calls are no evidence for recommendations",
     )
     config.stash[STATE_KEY] = state = Validation(config)
     config.pluginmanager.register(state, "llmperf-validate")

@@ -227,6 +227,7 @@ def test_stall_caught_by_the_adaptive_timeout(
     assert waited < ceiling.stall, f"the stall took {waited:.3f} s to catch"
 
 
+@pytest.mark.scenario_injects_faults  # a first-token limit set below a cold load on purpose
 def test_timeout_answered_by_a_faster_tier(
     ollama_client: OllamaClient, llm_calls: Recorder, target: Target, measured: Measured
 ) -> None:
