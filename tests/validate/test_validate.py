@@ -81,11 +81,11 @@ def test_validate_on_the_emulator_passes_and_writes_both_files(on_the_emulator: 
         "performance",
     }
     assert all(g["failed"] == 0 and g["ran"] > 0 for g in report["scenarios"]["groups"])
-    assert (
-        on_the_emulator.file("llm_dev_validation_*.html")
-        .read_text(encoding="utf-8")
-        .count("plot-optimizations")
-    )
+    page = on_the_emulator.file("llm_dev_validation_*.html").read_text(encoding="utf-8")
+    assert 'id="plot-optimizations"' in page and '<section id="scenarios">' in page
+    assert '<span class="outcome xfailed">xfailed</span>' in page
+    # finding out about the target (its models, its fault injection) is nobody's call
+    assert report["session"]["calls"] == []
 
 
 def test_the_cold_complex_tier_is_an_expected_failure(on_the_emulator: Validated) -> None:

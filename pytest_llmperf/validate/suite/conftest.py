@@ -19,6 +19,7 @@ import pytest
 
 from pytest_llmperf.emulator.faults import FAULT_HEADER
 from pytest_llmperf.emulator.profiles import normalize_model_name
+from pytest_llmperf.observe.point import not_measured
 from pytest_llmperf.tiers import ORDER, Tiers
 from pytest_llmperf.validate import scenarios as _scenarios
 
@@ -240,7 +241,7 @@ def _server_section(target: Target) -> dict[str, Any] | None:
     from pytest_llmperf.server_section import from_api
 
     try:
-        with httpx.Client(base_url=target.url, timeout=10) as http:
+        with not_measured(), httpx.Client(base_url=target.url, timeout=10) as http:
             ps = http.get("/api/ps").raise_for_status().json()
             shows = {
                 str(m["name"]): http.post("/api/show", json={"model": m["name"]}).json()
@@ -282,7 +283,8 @@ def target(pytestconfig: pytest.Config, llm_settings: Any) -> Target:
         num_parallel=pytestconfig.getoption("validate_num_parallel"),
     )
     pytestconfig.stash[STATE_KEY].target = made
-    with httpx.Client(base_url=made.url, timeout=30) as http:
+    # finding out about the target is no scenario's call, nor the session's
+    with not_measured(), httpx.Client(base_url=made.url, timeout=30) as http:
         try:
             tags = http.get("/api/tags").json()
         except (httpx.HTTPError, ValueError):
@@ -322,7 +324,7 @@ def _warm(target: Target) -> None:
     from pytest_llmperf import OllamaClient
 
     models = [target.model(t) for t in ORDER if target.has(target.model(t))]
-    with OllamaClient(target.url, tiers=target.tiers) as client:
+    with not_measured(), OllamaClient(target.url, tiers=target.tiers) as client:
         client.warm_up(models)
 
 
