@@ -652,9 +652,7 @@ def _not_opened(
     return where.blocked(exc)
 
 
-def _first_phase(
-    limits: Limits, stream: bool, began: float
-) -> tuple[str, float, dict[str, float]]:
+def _first_phase(limits: Limits, stream: bool, began: float) -> tuple[str, float, dict[str, float]]:
     """The phase a request waits in until its headers come, that phase's limit, and the
     request's httpx timeouts (with ``due``, the end of the phase: see the module's doc)."""
     waiting = "first_token" if stream and limits.first_token < limits.total else "total"

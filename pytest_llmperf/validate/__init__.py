@@ -8,4 +8,7 @@ balancing), each scenario a test with its budget. :mod:`~pytest_llmperf.validate
 starts the target (the embedded emulator unless URLs are given), runs the suite in a
 subprocess and writes what it found; :mod:`~pytest_llmperf.validate.scenarios` turns the
 tests' reports into the report's ``scenarios`` and ``optimizations`` sections.
+
+It sits on top of everything: it may import any part of the package (the suite runs through
+the plugin and the client, against the emulator, into the report); only ``cli`` imports it.
 """

@@ -84,9 +84,9 @@ class Outputs:
 def check(options: Options) -> tuple[list[str], list[str], Any]:
     """The target URLs (none for the embedded emulator), the GGUF specs and the tier table;
     a ConfigurationError for what cannot work, before anything starts."""
+    from pytest_llmperf.client.protocol import parse_host
+    from pytest_llmperf.client.tiers import Tiers
     from pytest_llmperf.emulator.llamacpp import parse_gguf_spec
-    from pytest_llmperf.protocol import parse_host
-    from pytest_llmperf.tiers import Tiers
 
     urls: list[str] = []
     if not options.embedded:
@@ -107,11 +107,11 @@ def check(options: Options) -> tuple[list[str], list[str], Any]:
         raise ConfigurationError(f"--time-scale must be above 0, got {options.time_scale:g}")
     tiers = Tiers.parse(_tier_entries(options))
     if options.baseline is not None:
-        from pytest_llmperf import gate
+        from pytest_llmperf.judge import gate
 
         gate.load(options.baseline, "baseline")
     if options.html:
-        from pytest_llmperf import html_report
+        from pytest_llmperf.report import html as html_report
 
         html_report.plotly()  # the missing extra is said before the run, not after it
     return urls, list(options.gguf), tiers
@@ -245,7 +245,7 @@ def pytest_arguments(
         "--rootdir",
         str(SUITE),
         "-p",
-        "pytest_llmperf.plugin",
+        "pytest_llmperf.plugin.hooks",
         "-p",
         "no:cacheprovider",
         "-q",
@@ -353,7 +353,7 @@ def _pytest(
 
 
 def _finish(options: Options, outputs: Outputs, status: int, out: IO[str]) -> int:
-    from pytest_llmperf import report as _report
+    from pytest_llmperf.report import document as _report
     from pytest_llmperf.validate.scenarios import summary_lines
 
     if not outputs.report.is_file():
@@ -373,7 +373,7 @@ def _finish(options: Options, outputs: Outputs, status: int, out: IO[str]) -> in
     _report.write(outputs.recommendations, recommendations)
     files = {"report": outputs.report, "recommendations": outputs.recommendations}
     if outputs.html is not None:
-        from pytest_llmperf import html_report
+        from pytest_llmperf.report import html as html_report
 
         html_report.write(outputs.html, html_report.render(data))
         files["page"] = outputs.html

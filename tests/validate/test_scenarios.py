@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf import html_report
+from pytest_llmperf.report import html as html_report
 from pytest_llmperf.validate import scenarios as sc
 
 

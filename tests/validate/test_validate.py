@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pytest_llmperf.report import schema
+from pytest_llmperf.report.document import schema
 
 SCALE = ["--time-scale", "0.05"]  # the emulator 20x faster than its profiles
 COLD_COMPLEX = "test_performance.py::test_complex_tier_cold_under_a_tight_budget"

@@ -17,10 +17,10 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from pytest_llmperf.client.tiers import ORDER, Tiers
 from pytest_llmperf.emulator.faults import FAULT_HEADER
 from pytest_llmperf.emulator.profiles import normalize_model_name
 from pytest_llmperf.observe.point import not_measured
-from pytest_llmperf.tiers import ORDER, Tiers
 from pytest_llmperf.validate import scenarios as _scenarios
 
 SECONDS_BUDGETS = ("total", "ttft", "wall", "p50", "p95", "p99")
@@ -191,7 +191,7 @@ class Validation:
         """The scenarios, the optimization table and the server's models join the report;
         the recommendations are made again with the server section, from the scenarios
         whose calls are evidence (not the ones that injected faults on purpose)."""
-        from pytest_llmperf.recommend import recommend
+        from pytest_llmperf.judge.recommend import recommend
 
         items = list(self.items.values())
         target = self.target.describe() if self.target else {"hosts": [], "kind": "url"}
@@ -238,7 +238,7 @@ def _message(report: pytest.TestReport) -> str:
 
 
 def _server_section(target: Target) -> dict[str, Any] | None:
-    from pytest_llmperf.server_section import from_api
+    from pytest_llmperf.observe.server import from_api
 
     try:
         with not_measured(), httpx.Client(base_url=target.url, timeout=10) as http:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pytest_llmperf.tiers import ORDER
+from pytest_llmperf.client.tiers import ORDER
 from pytest_llmperf.validate.suite.conftest import Measured, Target
 
 SHORT = {"num_predict": 4, "seed": 1, "temperature": 0}

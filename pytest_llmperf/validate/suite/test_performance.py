@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from pytest_llmperf import OllamaClient, Recorder
+from pytest_llmperf.client.tiers import ORDER
+from pytest_llmperf.client.timeouts import TIER_LIMITS, AdaptiveTimeouts, Limits
 from pytest_llmperf.errors import LLMTimeoutError
-from pytest_llmperf.records import CallRecord
-from pytest_llmperf.tiers import ORDER
-from pytest_llmperf.timeouts import TIER_LIMITS, AdaptiveTimeouts, Limits
+from pytest_llmperf.observe.records import CallRecord
 from pytest_llmperf.validate.suite.conftest import Measured, Target
 
 PROMPT = "Explain in one sentence why the sky is blue."
