@@ -270,7 +270,7 @@ def pytest_arguments(
     if options.embedded:
         args += ["--validate-num-parallel", str(num_parallel(options.gguf))]
     if options.baseline is not None:
-        args += ["--llm-baseline", str(options.baseline)]
+        args += ["--llm-baseline", str(options.baseline.resolve())]
     return args
 
 
@@ -399,9 +399,21 @@ def _baseline_lines(data: Mapping[str, Any]) -> list[str]:
     comparison = data.get("baseline")
     if not comparison:
         return []
-    return [
+    lines = [
         f"baseline {comparison.get('baseline')}: {comparison.get('regressions', 0)} regressions"
     ]
+    for finding in comparison.get("findings") or ():
+        if finding.get("status") == "regression":
+            lines.append(
+                f"  regression: {finding['scope']} {finding['name']} {finding['metric']}: "
+                f"median {_change(finding.get('median_change'))}, "
+                f"p95 {_change(finding.get('p95_change'))}"
+            )
+    return lines
+
+
+def _change(value: Any) -> str:
+    return f"{value:+.0%}" if isinstance(value, (int, float)) else "-"
 
 
 def _tail(log: Path, out: IO[str], lines: int = 30) -> None:

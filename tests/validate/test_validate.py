@@ -149,6 +149,18 @@ def test_the_summary_fits_a_screen_and_names_the_files(on_the_emulator: Validate
     assert len(progress) == len(on_the_emulator.report["scenarios"]["items"])
 
 
+def test_a_baseline_gates_the_run(on_the_emulator: Validated, tmp_path: Path) -> None:
+    """The same scenarios on an emulator five times slower: budgets scale, latency does not."""
+    baseline = on_the_emulator.file("llm_dev_validation_*.json")
+    slower = validate(tmp_path, "--baseline", str(baseline), "--time-scale", "0.25")
+    assert slower.status == 1, slower.output
+    assert slower.report["scenarios"]["ok"] is True
+    comparison = slower.report["baseline"]
+    assert comparison["baseline"] == str(baseline) and comparison["regressions"] > 0
+    assert f"baseline {baseline}: {comparison['regressions']} regressions" in slower.output
+    assert "  regression: model llama3.2:1b total_s: median +" in slower.output
+
+
 class Served:
     """``llmperf serve`` on a free port, as a user starts it."""
 

@@ -233,7 +233,7 @@ def _message(report: pytest.TestReport) -> str:
         return f"expected to fail: {text}"
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:
-        return str(crash.message)
+        return str(crash.message).removeprefix("Failed: ")
     return report.longreprtext.strip().splitlines()[-1] if report.longreprtext else ""
 
 
