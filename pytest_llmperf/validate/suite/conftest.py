@@ -21,6 +21,8 @@ from pytest_llmperf.client.tiers import ORDER, Tiers
 from pytest_llmperf.emulator.faults import FAULT_HEADER
 from pytest_llmperf.emulator.profiles import normalize_model_name
 from pytest_llmperf.observe.point import not_measured
+from pytest_llmperf.plugin.hooks import SETTINGS_KEY
+from pytest_llmperf.plugin.settings import Settings
 from pytest_llmperf.validate import scenarios as _scenarios
 
 SECONDS_BUDGETS = ("total", "ttft", "wall", "p50", "p95", "p99")
@@ -136,7 +138,7 @@ class Validation:
     def real(self, tier: str) -> bool:
         """Whether the tier's model (from ``--llm-tier``) is served by llama.cpp."""
         real = {normalize_model_name(m) for m in self.config.getoption("validate_real_model")}
-        tiers = Tiers.parse(self.config.getoption("tiers") or [])
+        tiers = self.config.stash[SETTINGS_KEY].tiers
         return tier in tiers.models and normalize_model_name(tiers.model(tier)) in real
 
     @pytest.hookimpl(tryfirst=True)
@@ -269,14 +271,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def target(pytestconfig: pytest.Config, llm_settings: Any) -> Target:
+def target(pytestconfig: pytest.Config, llm_settings: Settings) -> Target:
     """The server under validation: its hosts, its models, whether it takes injected faults."""
     hosts = list(pytestconfig.getoption("validate_target")) or list(llm_settings.hosts)
     made = Target(
         hosts=hosts,
         kind=str(pytestconfig.getoption("validate_kind")),
         time_scale=float(pytestconfig.getoption("validate_time_scale")),
-        tiers=Tiers.parse(llm_settings.tiers),
+        tiers=llm_settings.tiers,
         real_models={
             normalize_model_name(m) for m in pytestconfig.getoption("validate_real_model")
         },
