@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import math
 import multiprocessing
 import os
 import selectors
@@ -78,6 +79,7 @@ FD_SLACK = 8  # descriptors a process may gain between the thirds before it coun
 FD_SLACK_FRACTION = 0.05
 RSS_SLACK_BYTES = 8 << 20
 RSS_SLACK_FRACTION = 0.05
+OFFICIAL_LANE = 16  # streams per official client
 
 
 # --- ids in the prompt, read back from the answer ------------------------------------------
@@ -194,31 +196,43 @@ class Caller:
         else:
             import ollama
 
-            limits = httpx.Limits(max_connections=streams + 8, max_keepalive_connections=streams)
-            for fault, spec in {"": "", **FAULTS}.items():
-                headers = {FAULT_HEADER: spec} if spec else None
-                self.clients[fault] = ollama.AsyncClient(
-                    url, headers=headers, timeout=timeout_s, limits=limits
-                )
+            # One client per OFFICIAL_LANE streams: httpcore's pool looks at every connection
+            # it holds for each request, so one pool of hundreds costs the square (our client
+            # spreads its calls over lanes the same way, see pytest_llmperf/lanes.py).
+            size = min(streams, OFFICIAL_LANE)
+            limits = httpx.Limits(max_connections=size + 4, max_keepalive_connections=size)
+            for lane in range(math.ceil(streams / OFFICIAL_LANE)):
+                for fault, spec in {"": "", **FAULTS}.items():
+                    headers = {FAULT_HEADER: spec} if spec else None
+                    self.clients[f"{fault}/{lane}"] = ollama.AsyncClient(
+                        url, headers=headers, timeout=timeout_s, limits=limits
+                    )
 
-    async def call(self, call_id: int, fault: str, whole: bool) -> tuple[Any, int, int]:
+    async def call(
+        self, call_id: int, fault: str, whole: bool, lane: int
+    ) -> tuple[Any, int, int]:
+        if self.kind == "official":
+            return await self.official(call_id, fault, whole, lane)
         client = self.clients[fault]
         prompt = prompt_for(call_id)
-        if self.kind == "ours":
-            if whole:
-                answer = await client.generate(MODEL, prompt, timeout=self.limits)
-                return answer.get("context"), answer["eval_count"], answer["eval_count"]
-            tokens, final = 0, None
-            async for chunk in await client.generate(
-                MODEL, prompt, stream=True, timeout=self.limits
-            ):
-                if chunk.get("done"):
-                    final = chunk
-                else:
-                    tokens += 1
-            if final is None:
-                return None, tokens, -1
-            return final.get("context"), tokens, final.get("eval_count", -1)
+        if whole:
+            answer = await client.generate(MODEL, prompt, timeout=self.limits)
+            return answer.get("context"), answer["eval_count"], answer["eval_count"]
+        tokens, final = 0, None
+        async for chunk in await client.generate(MODEL, prompt, stream=True, timeout=self.limits):
+            if chunk.get("done"):
+                final = chunk
+            else:
+                tokens += 1
+        if final is None:
+            return None, tokens, -1
+        return final.get("context"), tokens, final.get("eval_count", -1)
+
+    async def official(
+        self, call_id: int, fault: str, whole: bool, lane: int
+    ) -> tuple[Any, int, int]:
+        client = self.clients[f"{fault}/{lane // OFFICIAL_LANE}"]
+        prompt = prompt_for(call_id)
         if whole:
             answer = await client.generate(model=MODEL, prompt=prompt)
             return answer.context, answer.eval_count, answer.eval_count
@@ -253,7 +267,7 @@ async def drive(
     warm_left = args["streams"]
     warm = asyncio.Event()
 
-    async def one_lane() -> None:
+    async def one_lane(lane: int) -> None:
         nonlocal next_id, warm_left
         first = True
         while time.monotonic() < deadline:
@@ -262,12 +276,14 @@ async def drive(
             result.sent.append(call_id)
             try:
                 context, tokens, evals = await caller.call(
-                    call_id, fault, is_whole(call_id, args["whole_every"])
+                    call_id, fault, is_whole(call_id, args["whole_every"]), lane
                 )
             except Exception as exc:
                 why = classify(kind, exc)
                 result.errors[call_id] = why
-                result.first_messages.setdefault(why, f"{type(exc).__name__}: {exc}"[:200])
+                wanted = expected_error(call_id, args["fault_every"], args["whole_every"])
+                key = why if why == wanted else f"{why} (expected {wanted or 'no error'})"
+                result.first_messages.setdefault(key, f"{type(exc).__name__}: {exc}"[:240])
             else:
                 came_back = read_id(context)
                 result.returned.setdefault(call_id, []).append(-1 if came_back is None else came_back)
@@ -284,7 +300,7 @@ async def drive(
         pipe.send(("warm", time.monotonic()))
 
     herald = asyncio.create_task(say_warm())
-    await asyncio.gather(*(one_lane() for _ in range(args["streams"])))
+    await asyncio.gather(*(one_lane(lane) for lane in range(args["streams"])))
     if not warm.is_set():  # (a run too short for every lane to finish a call)
         warm.set()
     await herald
@@ -483,8 +499,9 @@ def call_violations(
     duplicated = [i for i, n in seen_ids.items() if n > 1]
     if duplicated:
         problems.append(f"{len(duplicated)} ids sent twice (a bug of this script): {duplicated[:5]}")
+    messages = {f"{r.kind} {k}": m for r in results for k, m in r.first_messages.items()}
     for what, count in sorted(unexpected.items()):
-        problems.append(f"{count} unexpected errors: {what}")
+        problems.append(f"{count} unexpected errors: {what}, e.g. {messages.get(what, '?')}")
     if server_requests != sent_total:
         problems.append(
             f"the emulator counted {server_requests} requests, the clients sent {sent_total}"
