@@ -75,6 +75,8 @@ def expected_error(call_id: int, fault_every: int, whole_every: int) -> str:
     if not fault:
         return ""
     return (EXPECTED_WHOLE if is_whole(call_id, whole_every) else EXPECTED)[fault]
+
+
 FD_SLACK = 8  # descriptors a process may gain between the thirds before it counts as growth
 FD_SLACK_FRACTION = 0.05
 RSS_SLACK_BYTES = 8 << 20
@@ -189,7 +191,9 @@ class Caller:
         if kind == "ours":
             from pytest_llmperf import AsyncOllamaClient, Limits
 
-            self.limits = Limits(total=timeout_s, first_token=timeout_s, stall=timeout_s, connect=20)
+            self.limits = Limits(
+                total=timeout_s, first_token=timeout_s, stall=timeout_s, connect=20
+            )
             for fault, spec in {"": "", **FAULTS}.items():
                 headers = {FAULT_HEADER: spec} if spec else None
                 self.clients[fault] = AsyncOllamaClient(url, retries=0, headers=headers)
@@ -208,9 +212,7 @@ class Caller:
                         url, headers=headers, timeout=timeout_s, limits=limits
                     )
 
-    async def call(
-        self, call_id: int, fault: str, whole: bool, lane: int
-    ) -> tuple[Any, int, int]:
+    async def call(self, call_id: int, fault: str, whole: bool, lane: int) -> tuple[Any, int, int]:
         if self.kind == "official":
             return await self.official(call_id, fault, whole, lane)
         client = self.clients[fault]
@@ -286,7 +288,9 @@ async def drive(
                 result.first_messages.setdefault(key, f"{type(exc).__name__}: {exc}"[:240])
             else:
                 came_back = read_id(context)
-                result.returned.setdefault(call_id, []).append(-1 if came_back is None else came_back)
+                result.returned.setdefault(call_id, []).append(
+                    -1 if came_back is None else came_back
+                )
                 if tokens != args["tokens"] or evals != args["tokens"]:
                     result.bad_answers[call_id] = f"{tokens} tokens, eval_count {evals}"
             if first:
@@ -467,17 +471,23 @@ def call_violations(
     seen_ids: Counter[int] = Counter()
     for result in results:
         if result.crash:
-            problems.append(f"the {result.kind} client process {result.pid} crashed:\n{result.crash}")
+            problems.append(
+                f"the {result.kind} client process {result.pid} crashed:\n{result.crash}"
+            )
             continue
         sent_total += len(result.sent)
         seen_ids.update(result.sent)
         lost = [i for i in result.sent if i not in result.returned and i not in result.errors]
         if lost:
-            problems.append(f"{result.kind}: {len(lost)} calls lost (neither answered nor failed), "
-                            f"ids {lost[:5]}")
+            problems.append(
+                f"{result.kind}: {len(lost)} calls lost (neither answered nor failed), "
+                f"ids {lost[:5]}"
+            )
         both = [i for i in result.errors if i in result.returned]
         if both:
-            problems.append(f"{result.kind}: {len(both)} calls both answered and failed: {both[:5]}")
+            problems.append(
+                f"{result.kind}: {len(both)} calls both answered and failed: {both[:5]}"
+            )
         for call_id, came_back in result.returned.items():
             if len(came_back) != 1:
                 problems.append(f"{result.kind}: call {call_id} answered {len(came_back)} times")
@@ -488,7 +498,9 @@ def call_violations(
                 )
             wanted = fault_of(call_id, fault_every)
             if wanted:
-                problems.append(f"{result.kind}: call {call_id} asked for {wanted} but was answered")
+                problems.append(
+                    f"{result.kind}: call {call_id} asked for {wanted} but was answered"
+                )
         for call_id, why in result.bad_answers.items():
             problems.append(f"{result.kind}: call {call_id}'s answer had {why}")
         for call_id, why in result.errors.items():
@@ -498,7 +510,9 @@ def call_violations(
                 unexpected[f"{result.kind} {why} (expected {wanted or 'no error'})"] += 1
     duplicated = [i for i, n in seen_ids.items() if n > 1]
     if duplicated:
-        problems.append(f"{len(duplicated)} ids sent twice (a bug of this script): {duplicated[:5]}")
+        problems.append(
+            f"{len(duplicated)} ids sent twice (a bug of this script): {duplicated[:5]}"
+        )
     messages = {f"{r.kind} {k}": m for r in results for k, m in r.first_messages.items()}
     for what, count in sorted(unexpected.items()):
         problems.append(f"{count} unexpected errors: {what}, e.g. {messages.get(what, '?')}")
@@ -562,7 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile = write_profile(Path(tmp), args.tokens_per_s, args.tokens, parallel)
         server, url = start_server(profile, parallel)
         try:
-            warm = httpx.post(url + "/api/generate", json={"model": MODEL, "prompt": "go"}, timeout=60)
+            warm = httpx.post(
+                url + "/api/generate", json={"model": MODEL, "prompt": "go"}, timeout=60
+            )
             warm.raise_for_status()
             before = stats(url)
             pipes: list[Connection] = []
@@ -582,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not pipe.poll(STARTUP_TIMEOUT_S * 2):
                     raise SystemExit(f"the {kind} client process did not start")
                 _ready, pid = pipe.recv()
-                pids[f"{kind}{index // 2 if args.processes > 1 else ''}"] = pid
+                pids[kind + (str(index % args.processes) if args.processes > 1 else "")] = pid
             load_before = load_average()
             started = time.monotonic()
             deadline = started + args.seconds
@@ -639,27 +655,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     by_kind = {
         kind: sum(len(r.sent) for r in results if r.kind == kind) for kind in ("ours", "official")
     }
-    print(f"server: {url}, own process (pid {server.pid}); {MODEL}: {args.tokens} tokens at "
-          f"{args.tokens_per_s:g} tokens/s")
+    print(
+        f"server: {url}, own process (pid {server.pid}); {MODEL}: {args.tokens} tokens at "
+        f"{args.tokens_per_s:g} tokens/s"
+    )
     for kind in ("ours", "official"):
-        print(f"{kind}: {args.processes} process(es) x {args.streams} calls in flight through "
-              f"{per_kind[kind]}: {by_kind[kind]} calls")
-    print(f"ran {finished - started:.1f} s (asked {args.seconds:g} s); steady from "
-          f"{warm_at - started:.1f} s; load average {load_before} before, {load_after} after, "
-          f"{os.cpu_count()} cores")
+        print(
+            f"{kind}: {args.processes} process(es) x {args.streams} calls in flight through "
+            f"{per_kind[kind]}: {by_kind[kind]} calls"
+        )
+    print(
+        f"ran {finished - started:.1f} s (asked {args.seconds:g} s); steady from "
+        f"{warm_at - started:.1f} s; load average {load_before} before, {load_after} after, "
+        f"{os.cpu_count()} cores"
+    )
     if steady:
-        print(f"server in flight over the steady period: median {statistics.median(steady):.0f}, "
-              f"min {min(steady)}, max {max(steady)} ({len(steady)} samples)")
-    print(f"calls: {sent} sent, {answered} answered, {sum(errors.values())} failed; the "
-          f"emulator counted {served}")
+        print(
+            f"server in flight over the steady period: median {statistics.median(steady):.0f}, "
+            f"min {min(steady)}, max {max(steady)} ({len(steady)} samples)"
+        )
+    print(
+        f"calls: {sent} sent, {answered} answered, {sum(errors.values())} failed; the "
+        f"emulator counted {served}"
+    )
     messages = {f"{r.kind} {k}": m for r in results for k, m in r.first_messages.items()}
     for what, count in sorted(errors.items()):
         print(f"  error {what}: {count}  (e.g. {messages.get(what, '?')})")
     for g in grown:
         unit = 1 if g.metric == "fds" else 1 << 20
         label = "open fds" if g.metric == "fds" else "RSS MiB"
-        print(f"  {g.process:>9} {label}: first third {g.first / unit:.1f}, last third "
-              f"{g.last / unit:.1f} (allowed +{g.allowed / unit:.1f})")
+        print(
+            f"  {g.process:>9} {label}: first third {g.first / unit:.1f}, last third "
+            f"{g.last / unit:.1f} (allowed +{g.allowed / unit:.1f})"
+        )
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -19,7 +19,9 @@ async def test_stats_count_every_request_that_reached_a_model(catalogue: Catalog
         before = (await client.get("/llmperf/stats")).json()
         body = {"model": "llama3.2:1b", "prompt": "hi", "stream": False}
         assert (await client.post("/api/generate", json=body)).status_code == 200
-        refused = await client.post("/api/generate", json=body, headers={FAULT_HEADER: "status=503"})
+        refused = await client.post(
+            "/api/generate", json=body, headers={FAULT_HEADER: "status=503"}
+        )
         assert refused.status_code == 503
         missing = await client.post("/api/generate", json={**body, "model": "nope:1b"})
         assert missing.status_code == 404
