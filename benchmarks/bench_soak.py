@@ -202,7 +202,7 @@ class Caller:
 
             # One client per OFFICIAL_LANE streams: httpcore's pool looks at every connection
             # it holds for each request, so one pool of hundreds costs the square (our client
-            # spreads its calls over lanes the same way, see pytest_llmperf/lanes.py).
+            # spreads its calls over lanes the same way, see pytest_llmperf/client/lanes.py).
             size = min(streams, OFFICIAL_LANE)
             limits = httpx.Limits(max_connections=size + 4, max_keepalive_connections=size)
             for lane in range(math.ceil(streams / OFFICIAL_LANE)):

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_llmperf.emulator import EmulatorApp, EmulatorServer
 from pytest_llmperf.emulator.profiles import Catalogue
-from pytest_llmperf.report import schema
+from pytest_llmperf.report.document import schema
 
 TESTS = 2000
 WORKERS = os.environ.get("LLMPERF_XDIST_WORKERS", "8")
