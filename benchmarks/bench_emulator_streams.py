@@ -101,6 +101,7 @@ class Level:
     gap_p50_ms: float  # the gaps between two tokens of a stream, over every stream
     gap_p99_ms: float
     aggregate_tokens_per_s: float
+    server_us_per_token: float  # the server's CPU time per token delivered (any load)
     wall_s: float
     usage: Usage
     passed: bool
@@ -392,6 +393,7 @@ def summarize(
         gap_p50_ms=percentile(gaps, 0.50) * 1000 if gaps else nan,
         gap_p99_ms=percentile(gaps, 0.99) * 1000 if gaps else nan,
         aggregate_tokens_per_s=sum(s.tokens for s in seen) / wall,
+        server_us_per_token=usage.server * wall / max(1, sum(s.tokens for s in seen)) * 1e6,
         wall_s=wall,
         usage=usage,
         passed=complete and abs(p5 - 1) <= TOLERANCE and abs(p95 - 1) <= TOLERANCE,
@@ -403,7 +405,8 @@ def summarize(
 
 HEADER = (
     f"{'streams':>7} {'peak':>5} {'median':>6} {'p5':>6} {'p95':>6} {'min':>6} {'max':>6} "
-    f"{'server':>6} {'gap50':>5} {'gap99':>5} {'tok/s':>6} {'srvCPU':>6} {'cliCPU':>6} "
+    f"{'server':>6} {'gap50':>5} {'gap99':>5} {'tok/s':>6} {'srvCPU':>6} {'us/tok':>6} "
+    f"{'cliCPU':>6} "
     f"{'1cli':>5} {'allCPU':>6} {'lag ms':>6} {'pass':>4} {'all':>4} {'load':>5}"
 )
 
@@ -414,7 +417,8 @@ def row(level: Level) -> str:
         f"{level.streams:>7} {level.peak:>5} {level.median:>6.3f} {level.p5:>6.3f} "
         f"{level.p95:>6.3f} {level.low:>6.3f} {level.high:>6.3f} {level.server_median:>6.3f} "
         f"{level.gap_p50_ms:>5.0f} {level.gap_p99_ms:>5.0f} "
-        f"{level.aggregate_tokens_per_s:>6.0f} {u.server:>6.2f} {u.client:>6.2f} "
+        f"{level.aggregate_tokens_per_s:>6.0f} {u.server:>6.2f} "
+        f"{level.server_us_per_token:>6.1f} {u.client:>6.2f} "
         f"{u.busiest_client:>5.2f} {u.machine:>6.2f} {u.client_lag_ms:>6.0f} "
         f"{'yes' if level.passed else 'NO':>4} {'yes' if level.all_within else 'no':>4} "
         f"{level.load_average:>5.2f}"
@@ -480,6 +484,7 @@ def main() -> int:
             print("rates: delivered tokens/s on the client's clock / the profile's; server:")
             print("median (eval_count - 1) / eval_duration reported by the server; gap50/gap99:")
             print("ms between two tokens of a stream; CPU in cores (1cli: the busiest client);")
+            print("us/tok: the server's CPU time a token delivered (its cost, whatever the load);")
             print("peak: streams delivering at one moment; pass: every stream complete, peak =")
             print("streams, p5 and p95 within 5%; all: every stream within 5%; load: 1-min average")
             clients = Clients(url, args, args.clients)
@@ -506,6 +511,14 @@ def main() -> int:
         f"headline: {best} concurrent streams held {rate:g} tokens/s within 5% "
         f"(p5 and p95 streams; every single stream within 5% up to {every})"
     )
+    costs = [lv.server_us_per_token for lv in levels if lv.streams >= 32]
+    if costs:
+        cost = statistics.median(costs)
+        print(
+            f"server cost: {cost:.1f} us of CPU a token (median over the levels of 32 streams "
+            f"or more): one free core would serve {1e6 / cost / rate:.0f} streams at {rate:g} "
+            "tokens/s (a projection, not a measurement)"
+        )
     if args.json:
         results = {
             "tokens_per_s": rate,
