@@ -253,7 +253,7 @@ class Caller:
             if self.kind == "ours":
                 await client.aclose()
             else:
-                await client._client.aclose()
+                await client.close()
 
 
 async def drive(
