@@ -41,13 +41,20 @@ def test_2000_tests_under_xdist_give_2000_tests_records_and_every_call_once(
     pytester: pytest.Pytester, server: EmulatorServer
 ) -> None:
     pytester.makepyfile(test_many=SUITE.format(tests=TESTS))
-    result = pytester.runpytest(
+    # (in a subprocess: this process's threads then serve the emulator alone; fixed limits far
+    # from the calls' few milliseconds, not adapted ones, for a loaded machine: this test
+    # counts records)
+    result = pytester.runpytest_subprocess(
         "-n",
         WORKERS,
         "--llm-host",
         server.url,
         "--llm-retries",
         "0",
+        "--llm-adaptive-timeouts",
+        "off",
+        "--llm-timeout",
+        "fast: total=120 first_token=120 stall=120 connect=60",
         "--llm-report",
         "report.json",
         "-p",
