@@ -460,6 +460,34 @@ def growth(samples: Sequence[Sample], start: float, end: float) -> list[Growth]:
     return found
 
 
+def result_problems(
+    result: WorkerResult, fault_every: int, whole_every: int, unexpected: Counter[str]
+) -> list[str]:
+    """What went wrong with one client's calls; its errors nobody asked for go to ``unexpected``."""
+    kind = result.kind
+    problems = []
+    lost = [i for i in result.sent if i not in result.returned and i not in result.errors]
+    if lost:
+        problems.append(f"{kind}: {len(lost)} calls lost (neither answered nor failed), {lost[:5]}")
+    both = [i for i in result.errors if i in result.returned]
+    if both:
+        problems.append(f"{kind}: {len(both)} calls both answered and failed: {both[:5]}")
+    for call_id, came_back in result.returned.items():
+        if len(came_back) != 1:
+            problems.append(f"{kind}: call {call_id} answered {len(came_back)} times")
+        elif came_back[0] != call_id:
+            other = "no readable id" if came_back[0] < 0 else came_back[0]
+            problems.append(f"{kind}: call {call_id} got the answer of {other}")
+        if wanted := fault_of(call_id, fault_every):
+            problems.append(f"{kind}: call {call_id} asked for {wanted} but was answered")
+    problems += [f"{kind}: call {i}'s answer had {why}" for i, why in result.bad_answers.items()]
+    for call_id, why in result.errors.items():
+        wanted = expected_error(call_id, fault_every, whole_every)
+        if wanted != why:
+            unexpected[f"{kind} {why} (expected {wanted or 'no error'})"] += 1
+    return problems
+
+
 def call_violations(
     results: Sequence[WorkerResult], fault_every: int, whole_every: int, server_requests: int
 ) -> tuple[list[str], Counter[str], Counter[str]]:
@@ -467,47 +495,14 @@ def call_violations(
     problems: list[str] = []
     errors: Counter[str] = Counter()
     unexpected: Counter[str] = Counter()
-    sent_total = 0
     seen_ids: Counter[int] = Counter()
     for result in results:
         if result.crash:
-            problems.append(
-                f"the {result.kind} client process {result.pid} crashed:\n{result.crash}"
-            )
+            problems.append(f"the {result.kind} client {result.pid} crashed:\n{result.crash}")
             continue
-        sent_total += len(result.sent)
         seen_ids.update(result.sent)
-        lost = [i for i in result.sent if i not in result.returned and i not in result.errors]
-        if lost:
-            problems.append(
-                f"{result.kind}: {len(lost)} calls lost (neither answered nor failed), "
-                f"ids {lost[:5]}"
-            )
-        both = [i for i in result.errors if i in result.returned]
-        if both:
-            problems.append(
-                f"{result.kind}: {len(both)} calls both answered and failed: {both[:5]}"
-            )
-        for call_id, came_back in result.returned.items():
-            if len(came_back) != 1:
-                problems.append(f"{result.kind}: call {call_id} answered {len(came_back)} times")
-            elif came_back[0] != call_id:
-                problems.append(
-                    f"{result.kind}: call {call_id} got the answer of "
-                    f"{'no readable id' if came_back[0] < 0 else came_back[0]}"
-                )
-            wanted = fault_of(call_id, fault_every)
-            if wanted:
-                problems.append(
-                    f"{result.kind}: call {call_id} asked for {wanted} but was answered"
-                )
-        for call_id, why in result.bad_answers.items():
-            problems.append(f"{result.kind}: call {call_id}'s answer had {why}")
-        for call_id, why in result.errors.items():
-            errors[f"{result.kind} {why}"] += 1
-            wanted = expected_error(call_id, fault_every, whole_every)
-            if wanted != why:
-                unexpected[f"{result.kind} {why} (expected {wanted or 'no error'})"] += 1
+        problems += result_problems(result, fault_every, whole_every, unexpected)
+        errors.update(f"{result.kind} {why}" for why in result.errors.values())
     duplicated = [i for i, n in seen_ids.items() if n > 1]
     if duplicated:
         problems.append(
@@ -516,6 +511,7 @@ def call_violations(
     messages = {f"{r.kind} {k}": m for r in results for k, m in r.first_messages.items()}
     for what, count in sorted(unexpected.items()):
         problems.append(f"{count} unexpected errors: {what}, e.g. {messages.get(what, '?')}")
+    sent_total = sum(seen_ids.values())
     if server_requests != sent_total:
         problems.append(
             f"the emulator counted {server_requests} requests, the clients sent {sent_total}"
@@ -558,11 +554,46 @@ def load_average() -> str:
         return "unknown"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+@dataclass
+class Run:
+    """What one soak gathered: the clients' results, the samples and the server's counts."""
+
+    url: str
+    server_pid: int
+    results: list[WorkerResult]
+    samples: list[Sample]
+    sampling_problems: list[str]
+    started: float  # time.monotonic()
+    warm_at: float  # every lane had finished its first call
+    deadline: float
+    finished: float
+    served: int  # the growth of the emulator's request counter
+    left_in_flight: int
+    load_average: tuple[str, str]  # before and after
+
+
+def start_clients(
+    kinds: list[str], url: str, settings: dict[str, Any]
+) -> tuple[list[Connection], list[Any]]:
+    spawn = multiprocessing.get_context("spawn")
+    pipes: list[Connection] = []
+    processes = []
+    for index, kind in enumerate(kinds):
+        mine, theirs = spawn.Pipe()
+        first_id = (index + 1) * 10 ** (ID_DIGITS - 2)
+        process = spawn.Process(
+            target=worker, args=(kind, url, settings, first_id, theirs), daemon=True
+        )
+        process.start()
+        theirs.close()
+        pipes.append(mine)
+        processes.append(process)
+    return pipes, processes
+
+
+def soak(args: argparse.Namespace, url: str, server_pid: int) -> Run:
+    """Drive the emulator at ``url`` with every client process until the deadline."""
     kinds = [k for k in ("ours", "official") for _ in range(args.processes)]
-    per_kind = {"ours": "pytest_llmperf.AsyncOllamaClient", "official": "ollama.AsyncClient"}
-    parallel = args.streams * len(kinds) + 16
     settings = {
         "streams": args.streams,
         "tokens": args.tokens,
@@ -570,143 +601,147 @@ def main(argv: Sequence[str] | None = None) -> int:
         "whole_every": args.whole_every,
         "timeout_s": args.timeout,
     }
-    spawn = multiprocessing.get_context("spawn")
-    problems: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="llmperf-soak-") as tmp:
-        profile = write_profile(Path(tmp), args.tokens_per_s, args.tokens, parallel)
-        server, url = start_server(profile, parallel)
-        try:
-            warm = httpx.post(
-                url + "/api/generate", json={"model": MODEL, "prompt": "go"}, timeout=60
-            )
-            warm.raise_for_status()
-            before = stats(url)
-            pipes: list[Connection] = []
-            processes = []
-            for index, kind in enumerate(kinds):
-                mine, theirs = spawn.Pipe()
-                first_id = (index + 1) * 10 ** (ID_DIGITS - 2)
-                process = spawn.Process(
-                    target=worker, args=(kind, url, settings, first_id, theirs), daemon=True
-                )
-                process.start()
-                theirs.close()
-                pipes.append(mine)
-                processes.append(process)
-            pids = {"server": server.pid}
-            for index, (kind, pipe) in enumerate(zip(kinds, pipes, strict=True)):
-                if not pipe.poll(STARTUP_TIMEOUT_S * 2):
-                    raise SystemExit(f"the {kind} client process did not start")
-                _ready, pid = pipe.recv()
-                pids[kind + (str(index % args.processes) if args.processes > 1 else "")] = pid
-            load_before = load_average()
-            started = time.monotonic()
-            deadline = started + args.seconds
-            for pipe in pipes:
-                pipe.send(deadline)
-            sampler = Sampler(pids, url)
-            sampler.start()
-            warm_at = started
-            results: list[WorkerResult] = []
-            for pipe in pipes:
-                while True:
-                    message = pipe.recv()  # every client reports "warm", then "done"
-                    if message[0] == "warm":
-                        warm_at = max(warm_at, message[1])
-                        continue
-                    results.append(WorkerResult(**message[1]))
-                    break
-            finished = time.monotonic()
-            load_after = load_average()
-            sampler.stop.set()
-            sampler.join()
-            for process in processes:
-                process.join(timeout=30)
-            settle = time.monotonic() + 30
-            after = stats(url)
-            while after["in_flight"] and time.monotonic() < settle:
-                time.sleep(0.05)
-                after = stats(url)
-        finally:
-            stop_server(server)
-    served = after["requests"] - before["requests"]
-    call_problems, errors, _unexpected = call_violations(
-        results, args.fault_every, args.whole_every, served
+    httpx.post(
+        url + "/api/generate", json={"model": MODEL, "prompt": "go"}, timeout=60
+    ).raise_for_status()
+    before = stats(url)
+    pipes, processes = start_clients(kinds, url, settings)
+    pids = {"server": server_pid}
+    for index, (kind, pipe) in enumerate(zip(kinds, pipes, strict=True)):
+        if not pipe.poll(STARTUP_TIMEOUT_S * 2):
+            raise SystemExit(f"the {kind} client process did not start")
+        pids[kind + (str(index % args.processes) if args.processes > 1 else "")] = pipe.recv()[1]
+    load_before = load_average()
+    started = time.monotonic()
+    deadline = started + args.seconds
+    for pipe in pipes:
+        pipe.send(deadline)
+    sampler = Sampler(pids, url)
+    sampler.start()
+    warm_at = started
+    results: list[WorkerResult] = []
+    for pipe in pipes:
+        while (message := pipe.recv())[0] == "warm":  # every client says "warm", then "done"
+            warm_at = max(warm_at, message[1])
+        results.append(WorkerResult(**message[1]))
+    finished = time.monotonic()
+    load_after = load_average()
+    sampler.stop.set()
+    sampler.join()
+    for process in processes:
+        process.join(timeout=30)
+    settle = time.monotonic() + 30
+    while (after := stats(url))["in_flight"] and time.monotonic() < settle:
+        time.sleep(0.05)
+    return Run(
+        url=url,
+        server_pid=server_pid,
+        results=results,
+        samples=sampler.samples,
+        sampling_problems=sampler.problems,
+        started=started,
+        warm_at=warm_at,
+        deadline=deadline,
+        finished=finished,
+        served=after["requests"] - before["requests"],
+        left_in_flight=after["in_flight"],
+        load_average=(load_before, load_after),
     )
-    problems += call_problems
-    if after["in_flight"]:
-        problems.append(f"the emulator still had {after['in_flight']} requests in flight")
-    problems += sampler.problems
-    steady_end = min(deadline, finished)
-    grown = growth(sampler.samples, warm_at, steady_end)
-    if steady_end - warm_at < 3 * SAMPLE_EVERY_S * 2 or not grown:
+
+
+def judge(run: Run, args: argparse.Namespace) -> tuple[list[str], Counter[str], list[Growth]]:
+    """Every violation; the errors by class; the growth of each process's descriptors and memory."""
+    problems, errors, _unexpected = call_violations(
+        run.results, args.fault_every, args.whole_every, run.served
+    )
+    if run.left_in_flight:
+        problems.append(f"the emulator still had {run.left_in_flight} requests in flight")
+    problems += run.sampling_problems
+    steady_end = min(run.deadline, run.finished)
+    grown = growth(run.samples, run.warm_at, steady_end)
+    if steady_end - run.warm_at < 3 * SAMPLE_EVERY_S * 2 or not grown:
         problems.append(
-            f"too short a steady period to compare thirds ({steady_end - warm_at:.1f} s after "
-            "every lane's first call): raise --seconds"
+            f"too short a steady period to compare thirds ({steady_end - run.warm_at:.1f} s "
+            "after every lane's first call): raise --seconds"
         )
     problems += [
         f"{g.process} {g.metric} grew from {g.first:.0f} to {g.last:.0f} (allowed +{g.allowed:.0f})"
         for g in grown
         if g.grew
     ]
-    steady = [s.in_flight for s in sampler.samples if warm_at <= s.at <= steady_end]
-    sent = sum(len(r.sent) for r in results)
-    answered = sum(len(r.returned) for r in results)
-    by_kind = {
-        kind: sum(len(r.sent) for r in results if r.kind == kind) for kind in ("ours", "official")
-    }
+    return problems, errors, grown
+
+
+def summary(run: Run, args: argparse.Namespace, errors: Counter[str], grown: list[Growth]) -> None:
+    results = run.results
+    per_kind = {"ours": "pytest_llmperf.AsyncOllamaClient", "official": "ollama.AsyncClient"}
     print(
-        f"server: {url}, own process (pid {server.pid}); {MODEL}: {args.tokens} tokens at "
-        f"{args.tokens_per_s:g} tokens/s"
+        f"server: {run.url}, own process (pid {run.server_pid}); {MODEL}: {args.tokens} tokens "
+        f"at {args.tokens_per_s:g} tokens/s"
     )
     for kind in ("ours", "official"):
+        calls = sum(len(r.sent) for r in results if r.kind == kind)
         print(
             f"{kind}: {args.processes} process(es) x {args.streams} calls in flight through "
-            f"{per_kind[kind]}: {by_kind[kind]} calls"
+            f"{per_kind[kind]}: {calls} calls"
         )
     print(
-        f"ran {finished - started:.1f} s (asked {args.seconds:g} s); steady from "
-        f"{warm_at - started:.1f} s; load average {load_before} before, {load_after} after, "
-        f"{os.cpu_count()} cores"
+        f"ran {run.finished - run.started:.1f} s (asked {args.seconds:g} s); steady from "
+        f"{run.warm_at - run.started:.1f} s; load average {run.load_average[0]} before, "
+        f"{run.load_average[1]} after, {os.cpu_count()} cores"
     )
-    if steady:
+    if steady := steady_in_flight(run):
         print(
             f"server in flight over the steady period: median {statistics.median(steady):.0f}, "
             f"min {min(steady)}, max {max(steady)} ({len(steady)} samples)"
         )
     print(
-        f"calls: {sent} sent, {answered} answered, {sum(errors.values())} failed; the "
-        f"emulator counted {served}"
+        f"calls: {sum(len(r.sent) for r in results)} sent, "
+        f"{sum(len(r.returned) for r in results)} answered, {sum(errors.values())} failed; "
+        f"the emulator counted {run.served}"
     )
     messages = {f"{r.kind} {k}": m for r in results for k, m in r.first_messages.items()}
     for what, count in sorted(errors.items()):
         print(f"  error {what}: {count}  (e.g. {messages.get(what, '?')})")
     for g in grown:
-        unit = 1 if g.metric == "fds" else 1 << 20
-        label = "open fds" if g.metric == "fds" else "RSS MiB"
+        unit, label = (1, "open fds") if g.metric == "fds" else (1 << 20, "RSS MiB")
         print(
             f"  {g.process:>9} {label}: first third {g.first / unit:.1f}, last third "
             f"{g.last / unit:.1f} (allowed +{g.allowed / unit:.1f})"
         )
+
+
+def steady_in_flight(run: Run) -> list[int]:
+    end = min(run.deadline, run.finished)
+    return [s.in_flight for s in run.samples if run.warm_at <= s.at <= end]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    parallel = args.streams * 2 * args.processes + 16
+    with tempfile.TemporaryDirectory(prefix="llmperf-soak-") as tmp:
+        profile = write_profile(Path(tmp), args.tokens_per_s, args.tokens, parallel)
+        server, url = start_server(profile, parallel)
+        try:
+            run = soak(args, url, server.pid)
+        finally:
+            stop_server(server)
+    problems, errors, grown = judge(run, args)
+    summary(run, args, errors, grown)
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "seconds": finished - started,
-                    "steady_from_s": warm_at - started,
-                    "sent": sent,
-                    "answered": answered,
-                    "served": served,
-                    "errors": dict(errors),
-                    "in_flight": steady,
-                    "growth": [asdict(g) for g in grown],
-                    "load_average": [load_before, load_after],
-                    "problems": problems,
-                },
-                indent=2,
-            ),
-            encoding="utf-8",
-        )
+        results = {
+            "seconds": run.finished - run.started,
+            "steady_from_s": run.warm_at - run.started,
+            "sent": sum(len(r.sent) for r in run.results),
+            "answered": sum(len(r.returned) for r in run.results),
+            "served": run.served,
+            "errors": dict(errors),
+            "in_flight": steady_in_flight(run),
+            "growth": [asdict(g) for g in grown],
+            "load_average": list(run.load_average),
+            "problems": problems,
+        }
+        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
     if problems:
         print(f"FAIL: {len(problems)} problems")
         for line in problems[:50]:
