@@ -28,14 +28,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import math
 import multiprocessing
 import os
-import selectors
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,13 +44,19 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-LISTENING = "llmperf emulator listening on "
-MODEL = "soak:latest"
-STARTUP_TIMEOUT_S = 30.0
+# (the stream benchmark beside this file: the same emulator process and synthetic profile)
+from bench_emulator_streams import (
+    MODEL,
+    STARTUP_TIMEOUT_S,
+    load_average,
+    start_server,
+    stop_server,
+    write_profile,
+)
+
 SAMPLE_EVERY_S = 0.25
 ID_DIGITS = 8
 PROMPT_WORD = "soak"
@@ -325,57 +328,6 @@ def worker(kind: str, url: str, args: dict[str, Any], first_id: int, pipe: Conne
 # --- the server and the samples ---------------------------------------------------------------
 
 
-def write_profile(directory: Path, tokens_per_s: float, tokens: int, parallel: int) -> Path:
-    path = directory / "soak_profiles.toml"
-    path.write_text(
-        f"""[server]
-num_parallel = {parallel}
-max_queue = {parallel}
-keep_alive = "-1s"
-
-[models."{MODEL}"]
-load_s = 0.0
-prompt_tokens_per_s = 1000000.0
-first_token_s = 0.0
-tokens_per_s = {tokens_per_s!r}
-jitter = 0.0
-response_tokens = [{tokens}, {tokens}]
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
-def start_server(profiles: Path, parallel: int) -> tuple[subprocess.Popen[str], str]:
-    """``llmperf serve`` on a free loopback port, in its own process; its base URL."""
-    command = [sys.executable, "-m", "pytest_llmperf.cli", "serve", "--host", "127.0.0.1"]
-    command += ["--port", "0", "--profiles", str(profiles), "--log-level", "warning"]
-    command += ["--num-parallel", str(parallel), "--max-queue", str(parallel)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        ready = selector.select(timeout=STARTUP_TIMEOUT_S)
-    line = process.stdout.readline() if ready else ""
-    url = line[len(LISTENING) :].strip()
-    problem = "" if line.startswith(LISTENING) else f"did not start: {line!r}"
-    if not problem and not ipaddress.ip_address(urlsplit(url).hostname or "").is_loopback:
-        problem = f"is not on a loopback address: {url}"
-    if problem:
-        stop_server(process)
-        raise SystemExit(f"the emulator {problem}")
-    return process, url
-
-
-def stop_server(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -545,13 +497,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.seconds <= 0 or args.streams < 1 or args.processes < 1 or args.tokens < 4:
         parser.error("--seconds must be > 0, --streams and --processes >= 1, --tokens >= 4")
     return args
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 @dataclass

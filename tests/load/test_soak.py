@@ -23,11 +23,14 @@ SCRIPT = ROOT / "benchmarks" / "bench_soak.py"
 
 @pytest.fixture(scope="module")
 def soak() -> ModuleType:
+    """The script as a module (it imports the stream benchmark beside it)."""
     spec = importlib.util.spec_from_file_location("bench_soak", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_soak"] = module  # (dataclasses look their module up)
-    spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(SCRIPT.parent))
+        patch.setitem(sys.modules, "bench_soak", module)  # (dataclasses look it up)
+        spec.loader.exec_module(module)
     return module
 
 
