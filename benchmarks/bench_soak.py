@@ -206,11 +206,15 @@ class Caller:
             # One client per OFFICIAL_LANE streams: httpcore's pool looks at every connection
             # it holds for each request, so one pool of hundreds costs the square (our client
             # spreads its calls over lanes the same way, see pytest_llmperf/client/lanes.py).
+            # The clients that ask for faults, seldom used, keep no idle connection: their
+            # pools would otherwise fill up slowly over the run, which reads as fd growth.
             size = min(streams, OFFICIAL_LANE)
-            limits = httpx.Limits(max_connections=size + 4, max_keepalive_connections=size)
             for lane in range(math.ceil(streams / OFFICIAL_LANE)):
                 for fault, spec in {"": "", **FAULTS}.items():
                     headers = {FAULT_HEADER: spec} if spec else None
+                    limits = httpx.Limits(
+                        max_connections=size + 4, max_keepalive_connections=0 if spec else size
+                    )
                     self.clients[f"{fault}/{lane}"] = ollama.AsyncClient(
                         url, headers=headers, timeout=timeout_s, limits=limits
                     )
