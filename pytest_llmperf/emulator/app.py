@@ -183,6 +183,8 @@ class EmulatorApp:
         self, catalogue: Catalogue | None = None, extra_backends: Iterable[Backend] = ()
     ) -> None:
         self.engine = Engine(catalogue or load_catalogue(), extra_backends)
+        self.in_flight = 0  # HTTP requests being answered now
+        self.answered = 0  # HTTP requests answered (or given up by their client) so far
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -195,6 +197,7 @@ class EmulatorApp:
         task = asyncio.current_task()
         assert task is not None
         watch = asyncio.get_running_loop().create_task(_hang_up(receive, responder, task))
+        self.in_flight += 1
         try:
             await self._answer(request, responder)
         except asyncio.CancelledError:
@@ -205,6 +208,8 @@ class EmulatorApp:
         finally:
             watch.cancel()
             responder.close()
+            self.in_flight -= 1
+            self.answered += 1
 
     async def _answer(self, request: Request, responder: Responder) -> None:
         handler, family = _route(request.method, request.path)
@@ -240,6 +245,19 @@ class EmulatorApp:
             entry["context_length"] = loaded.backend.profile.context_length
             models.append(entry)
         await out.json({"models": models})
+
+    async def stats(self, request: Request, out: Responder) -> None:
+        """``GET /llmperf/stats``: the emulator's own counters (not an Ollama route)."""
+        engine = self.engine
+        await out.json(
+            {
+                "requests": engine.requests_served,
+                "requests_by_model": engine.requests_by_model(),
+                "http_requests": self.answered,
+                "in_flight": self.in_flight - 1,  # (not counting this request)
+                "loaded_models": [m.backend.profile.name for m in engine.scheduler.loaded()],
+            }
+        )
 
     async def show(self, request: Request, out: Responder) -> None:
         body = request.json()
@@ -727,6 +745,7 @@ _ROUTES: dict[tuple[str, str], tuple[Handler, ErrorShape]] = {
     ("POST", "/v1/completions"): (EmulatorApp.openai_completion, wire.openai_error),
     ("POST", "/v1/embeddings"): (EmulatorApp.openai_embeddings, wire.openai_error),
     ("GET", "/v1/models"): (EmulatorApp.openai_models, wire.openai_error),
+    ("GET", "/llmperf/stats"): (EmulatorApp.stats, None),
 }
 
 

@@ -109,7 +109,7 @@ class Engine:
             self.backends[backend.profile.name] = backend
         self._pulled: set[str] = set()
         self._request_numbers: dict[str, int] = {}
-        self.requests_served = 0
+        self.requests_served = 0  # requests that reached a model (503s and injected faults too)
 
     # --- models -------------------------------------------------------------------------
 
@@ -126,6 +126,10 @@ class Engine:
         if any(f.kind is FaultKind.UNKNOWN_MODEL for f in faults) or not self.is_available(name):
             raise ModelNotFound(model)
         return self.backends[name]
+
+    def requests_by_model(self) -> dict[str, int]:
+        """How many requests each model has had (the count its profile's ``every`` faults use)."""
+        return dict(sorted(self._request_numbers.items()))
 
     def mark_pulled(self, name: str) -> None:
         self._pulled.add(name)
