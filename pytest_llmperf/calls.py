@@ -74,9 +74,13 @@ BLOCKED = "Network is disabled"  # how pytest-recording's --block-network refuse
 
 
 class Open:
-    """Send a request; the driver returns the response once its headers are in."""
+    """Send a request; the driver returns the response once its headers are in.
 
-    __slots__ = ("content", "extensions", "headers", "method", "timeouts", "url")
+    ``host`` names the server (as the host pool does): the faces' own httpx clients merge
+    their headers with ``headers`` once per host (see :mod:`pytest_llmperf.client`).
+    """
+
+    __slots__ = ("content", "extensions", "headers", "host", "method", "timeouts", "url")
 
     def __init__(
         self,
@@ -85,9 +89,11 @@ class Open:
         content: bytes | None,
         timeouts: dict[str, float],
         headers: Mapping[str, str] | None,
+        host: str = "",
     ) -> None:
         self.method = method
         self.url = url
+        self.host = host or url.netloc.decode("ascii")  # the server it goes to
         self.content = content
         self.timeouts = timeouts
         self.headers = headers
@@ -537,7 +543,7 @@ class Core:
         reader: StreamReader | None = None
         try:
             response = yield Open(
-                "POST", self._url(host, trace.route), content, timeouts, self.json_headers
+                "POST", self._url(host, trace.route), content, timeouts, self.json_headers, host
             )
             trace.recorded = response.extensions.get("llmperf_recorded")
         except httpx.TimeoutException as exc:
@@ -605,7 +611,7 @@ class Core:
         try:
             try:
                 url = self._url(host, path)
-                response = yield Open(method, url, content, timeouts, headers)
+                response = yield Open(method, url, content, timeouts, headers, host)
                 data = yield ReadBody(response, where, self.max_line, timeouts)
             except httpx.TimeoutException as exc:
                 phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "total"
