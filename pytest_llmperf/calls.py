@@ -60,6 +60,7 @@ from pytest_llmperf.protocol import (
 from pytest_llmperf.records import CallRecord, GapSummary
 from pytest_llmperf.tiers import Tiers
 from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
+from pytest_llmperf.transport import WHOLE
 
 perf_counter = time.perf_counter
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -78,6 +79,8 @@ class Open:
 
     ``host`` names the server (as the host pool does): the faces' own httpx clients merge
     their headers with ``headers`` once per host (see :mod:`pytest_llmperf.client`).
+    ``whole``: the answer will be read whole (:class:`ReadBody`), which the request tells
+    our transport (:data:`~pytest_llmperf.transport.WHOLE`).
     """
 
     __slots__ = ("content", "extensions", "headers", "host", "method", "timeouts", "url")
@@ -90,6 +93,7 @@ class Open:
         timeouts: dict[str, float],
         headers: Mapping[str, str] | None,
         host: str = "",
+        whole: bool = False,
     ) -> None:
         self.method = method
         self.url = url
@@ -99,6 +103,8 @@ class Open:
         self.headers = headers
         # the timeouts stay this dict: a limit changed once the headers are in applies
         self.extensions = {"timeout": timeouts, OWN: True}  # we record this call ourselves
+        if whole:
+            self.extensions[WHOLE] = True
 
 
 class ReadBody:
@@ -542,8 +548,9 @@ class Core:
         where = _Where(host, trace.model, trace.route, trace.tier)
         reader: StreamReader | None = None
         try:
+            url = self._url(host, trace.route)
             response = yield Open(
-                "POST", self._url(host, trace.route), content, timeouts, self.json_headers, host
+                "POST", url, content, timeouts, self.json_headers, host, whole=not stream
             )
             trace.recorded = response.extensions.get("llmperf_recorded")
         except httpx.TimeoutException as exc:
@@ -611,7 +618,7 @@ class Core:
         try:
             try:
                 url = self._url(host, path)
-                response = yield Open(method, url, content, timeouts, headers, host)
+                response = yield Open(method, url, content, timeouts, headers, host, whole=True)
                 data = yield ReadBody(response, where, self.max_line, timeouts)
             except httpx.TimeoutException as exc:
                 phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "total"

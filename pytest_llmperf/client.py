@@ -743,6 +743,22 @@ def _request(http: httpx.Client | httpx.AsyncClient, step: Open) -> httpx.Reques
     )
 
 
+def _parts(response: httpx.Response) -> Iterator[bytes]:
+    """A body's parts as they arrive: ``iter_bytes``, without its decoding layer when there
+    is no Content-Encoding to undo (then the raw bytes are the body's) and the body was not
+    read already (as a mock's may be)."""
+    if response.is_stream_consumed or "content-encoding" in response.headers:
+        return response.iter_bytes()
+    return response.iter_raw()
+
+
+def _async_parts(response: httpx.Response) -> AsyncIterator[bytes]:
+    """:func:`_parts` of an async response."""
+    if response.is_stream_consumed or "content-encoding" in response.headers:
+        return response.aiter_bytes()
+    return response.aiter_raw()
+
+
 # --- the drivers: perform the core's steps --------------------------------------------------
 
 
@@ -807,7 +823,7 @@ class _SyncDriver:
                 if type(step) is Stream:
                     take = step.reader.take
                     try:
-                        for part in step.response.iter_bytes():
+                        for part in _parts(step.response):
                             for chunk in take(part):
                                 yield Answer(chunk)
                         value, error = step.reader.finish(), None
@@ -843,7 +859,7 @@ class _SyncDriver:
             return response
         if kind is ReadBody:
             add = step.add
-            for part in step.response.iter_bytes():
+            for part in _parts(step.response):
                 add(part)
             return step.value()
         if kind is Sleep:
@@ -908,7 +924,7 @@ class _AsyncDriver:
                 if type(step) is Stream:
                     take = step.reader.take
                     try:
-                        async for part in step.response.aiter_bytes():
+                        async for part in _async_parts(step.response):
                             for chunk in take(part):
                                 yield Answer(chunk)
                         value, error = step.reader.finish(), None
@@ -949,7 +965,7 @@ class _AsyncDriver:
                 data = response.content  # read already: the answer came whole at once
             except httpx.ResponseNotRead:
                 add = step.add
-                async for part in response.aiter_bytes():
+                async for part in _async_parts(response):
                     add(part)
                 return step.value()
             return step.at_once(data)

@@ -56,6 +56,10 @@ monotonic = time.monotonic
 perf_counter = time.perf_counter
 
 MAX_HEAD = 64 * 1024  # the most a response's status line and headers may take
+# In a request's extensions: the caller reads the answer whole. A body with a Content-Length
+# of at most WHOLE_MOST bytes then comes read already, with the response.
+WHOLE = "llmperf_whole"
+WHOLE_MOST = 1024 * 1024
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _SPACE = frozenset(b" \t")
 _NO_BODY = frozenset((204, 304))
@@ -526,12 +530,15 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
             kind, length, keep = _CLOSE, 0, False
         body = _Body(self, conn, timeouts, kind, length, keep)
         extensions = {"http_version": version, "reason_phrase": reason}
-        if body.finished and kind == _LENGTH and not framing.encoded:
-            # all of it came with the headers (and the connection is back in the pool): read
-            # already, as httpx reads a body given as bytes; a Content-Length is there already
-            return httpx.Response(
-                status, headers=headers, content=body.pending, extensions=extensions
-            )
+        if kind == _LENGTH and not framing.encoded:
+            if not body.finished and length <= WHOLE_MOST and request.extensions.get(WHOLE):
+                await body.read_rest()
+            if body.finished:
+                # all of it is in (and the connection back in the pool): read already, as
+                # httpx reads a body given as bytes (its Content-Length is there already)
+                return httpx.Response(
+                    status, headers=headers, content=body.pending, extensions=extensions
+                )
         return httpx.Response(status, headers=headers, stream=body, extensions=extensions)
 
     async def aclose(self) -> None:
@@ -749,6 +756,29 @@ class _Body(httpx.AsyncByteStream):
         if not parts:
             return b""
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def read_rest(self) -> None:
+        """Wait for the rest of the body, into ``pending`` (a Content-Length body)."""
+        conn = self.conn
+        assert conn is not None
+        parts = [self.pending]
+        try:
+            while not self.finished:
+                if conn.buffer:
+                    parts.append(self._take(conn))
+                    continue
+                if conn.ended:
+                    raise conn.broken(self._cut())
+                try:
+                    await conn.wait(_limit(self.timeouts, "read"))
+                except _Timeout:
+                    raise httpx.ReadTimeout("timed out waiting for the response body") from None
+        except BaseException:
+            if self.conn is not None:
+                self.conn = None
+                conn.close()
+            raise
+        self.pending = b"".join(parts)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         part, self.pending = self.pending, b""

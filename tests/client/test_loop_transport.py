@@ -18,7 +18,7 @@ import pytest
 from pytest_llmperf import AsyncOllamaClient, EmulatorServer, LLMTimeoutError, Recorder
 from pytest_llmperf.calls import Open
 from pytest_llmperf.client import LIMITS, _request, new_async_http, new_sync_http
-from pytest_llmperf.transport import AsyncLoopTransport
+from pytest_llmperf.transport import WHOLE, AsyncLoopTransport
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
@@ -585,6 +585,33 @@ async def test_a_whole_body_comes_read_already_unless_it_needs_decoding(
             assert await later.aread() == expected
         assert "Content-Length" not in later.headers  # (the chunked one: none was added)
         assert tiny.connections == 1  # each answer gave the connection back
+
+
+async def test_a_request_read_whole_gets_its_body_read_already(
+    transport: AsyncLoopTransport,
+) -> None:
+    async def handler(reader: Reader, writer: Writer) -> None:
+        while True:
+            body = await tiny.request(reader)
+            writer.write(OK_HEAD + b"Content-Length: %d\r\n\r\n" % len(body))
+            await writer.drain()
+            await asyncio.sleep(0.05)  # the body comes after the headers, in a packet of its own
+            writer.write(body)
+            await writer.drain()
+
+    async with Tiny(handler) as tiny:
+        whole = {**timeouts(), WHOLE: True}
+        response = await transport.handle_async_request(
+            httpx.Request("POST", tiny.url, content=b"later", extensions=whole)
+        )
+        assert response.content == b"later"
+        streamed = await transport.handle_async_request(
+            httpx.Request("POST", tiny.url, content=b"streamed", extensions=timeouts())
+        )
+        with pytest.raises(httpx.ResponseNotRead):
+            _ = streamed.content
+        assert await streamed.aread() == b"streamed"
+        assert tiny.connections == 1
 
 
 async def test_read_limits_hold_across_the_waits_of_a_reused_connection(
