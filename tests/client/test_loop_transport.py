@@ -550,7 +550,10 @@ async def test_cookies_are_kept_as_httpx_keeps_them() -> None:
         await own.send(_request(own, step))
         assert own.cookies.get("lb") == "node7"
         await own.send(_request(own, step))
+        own.cookies = {"set": "by hand"}  # the jar replaced, as on any httpx client
+        await own.send(_request(own, step))
     assert b"\r\nCookie: lb=node7\r\n" in tiny.heads[1]
+    assert b"\r\nCookie: set=by hand\r\n" in tiny.heads[2]
 
 
 async def test_a_whole_body_comes_read_already_unless_it_needs_decoding(
