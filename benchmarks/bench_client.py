@@ -490,16 +490,25 @@ class RawConnections:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def post(self, prompt: str) -> Answer:
-        if self.idle:
-            reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
         payload = json.dumps({"model": SLOW_MODEL, "prompt": prompt, "stream": False}).encode()
-        writer.write(
-            b"POST /api/generate HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (self.host.encode(), len(payload), payload)
-        )
-        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+        while True:
+            reused = bool(self.idle)
+            if reused:
+                reader, writer = self.idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            writer.write(
+                b"POST /api/generate HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (self.host.encode(), len(payload), payload)
+            )
+            try:
+                head = (await reader.readuntil(b"\r\n\r\n")).lower()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+                if reused:  # the server closed it while it was idle: a new one, as any client
+                    continue
+                raise
+            break
         if not head.startswith(b"http/1.1 200"):
             raise SystemExit(f"raw floor: {head.splitlines()[0]!r}")
         if b"transfer-encoding: chunked" in head:
