@@ -21,8 +21,17 @@ Three targets, each with a PASS/FAIL line; every figure is measured, nothing is 
    ``--concurrency``. Each round times one call alone and ``--concurrency`` calls at once
    through ``AsyncOllamaClient.many`` (alternating which goes first); the figure is the
    median over the rounds of (all at once) / (one alone). Target <= 1.15. For reference,
-   the same rounds (interleaved) with a bare ``httpx.AsyncClient`` with our pool limits and
-   with raw HTTP/1.1 on asyncio streams (the floor the machine and the emulator allow).
+   the same rounds (interleaved) with our client over httpx's own async transport (lanes of
+   ``httpx.AsyncClient``, as ours are, to show what our transport buys), with a bare
+   ``httpx.AsyncClient`` with our pool limits, and with raw HTTP/1.1 on asyncio streams (the
+   floor the machine and the emulator allow).
+
+``--instructions`` counts instead what the client process executes per sequential call
+(valgrind's callgrind, the same count for the same work however loaded the machine is): our
+async client, the same over httpx's own transport, our sync client and a bare
+``httpx.Client``, whole and streamed, each in processes of its own running ``--calls`` and
+3x ``--calls`` calls (hash seed fixed, collector off); the difference over 2x ``--calls`` is
+the per-call count, start-up left out.
 
 The emulator runs in its own process (``llmperf serve --port 0`` on 127.0.0.1); client and
 server share the machine's cores, so read the ratios, and run twice before trusting them.
@@ -30,6 +39,7 @@ server share the machine's cores, so read the ratios, and run twice before trust
     .venv/bin/python benchmarks/bench_client.py [--rounds 20] [--calls 200] [--tokens 8]
         [--hit-rounds 20] [--hit-batch 1000] [--concurrency 64] [--slow-ms 200]
         [--concurrency-rounds 10] [--only 1,2,3] [--json PATH]
+    .venv/bin/python benchmarks/bench_client.py --instructions [--calls 50]
 """
 
 from __future__ import annotations
@@ -40,7 +50,9 @@ import gc
 import hashlib
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +71,8 @@ from serving import llmperf_serve
 
 from pytest_llmperf import AsyncOllamaClient, OllamaClient, ResponseCache
 from pytest_llmperf.client.cache import open_redis
+from pytest_llmperf.client.faces import LIMITS
+from pytest_llmperf.client.lanes import Lanes
 
 FAST_MODEL = "bench-fast:latest"
 SLOW_MODEL = "bench-slow:latest"
@@ -452,16 +466,25 @@ class RawConnections:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def post(self, prompt: str) -> Answer:
-        if self.idle:
-            reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
         payload = json.dumps({"model": SLOW_MODEL, "prompt": prompt, "stream": False}).encode()
-        writer.write(
-            b"POST /api/generate HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (self.host.encode(), len(payload), payload)
-        )
-        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+        while True:
+            reused = bool(self.idle)
+            if reused:
+                reader, writer = self.idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            writer.write(
+                b"POST /api/generate HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (self.host.encode(), len(payload), payload)
+            )
+            try:
+                head = (await reader.readuntil(b"\r\n\r\n")).lower()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+                if reused:  # the server closed it while it was idle: a new one, as any client
+                    continue
+                raise
+            break
         if not head.startswith(b"http/1.1 200"):
             raise SystemExit(f"raw floor: {head.splitlines()[0]!r}")
         if b"transfer-encoding: chunked" in head:
@@ -506,7 +529,13 @@ async def timed(batch: Batch, count: int, tokens: int) -> Timed:
     return Timed(wall, max(a["total_duration"] for a in answers) / 1e9)
 
 
-CONTENDERS_3 = ("ours", "httpx", "floor")
+CONTENDERS_3 = ("ours", "ours/httpx", "httpx", "floor")
+
+
+def over_httpx_transport(url: str) -> AsyncOllamaClient:
+    """Our async client over httpx's own async transport, in lanes as ours are."""
+    lanes = Lanes(lambda: httpx.AsyncClient(limits=LIMITS))
+    return AsyncOllamaClient(url, cache=None, http=lanes)
 
 
 async def concurrency_rounds(
@@ -515,9 +544,15 @@ async def concurrency_rounds(
     """Per contender, per round: (one call alone, ``--concurrency`` calls at once)."""
     n, tokens = args.concurrency, args.slow_tokens
     ours = AsyncOllamaClient(url, cache=None)
+    theirs = over_httpx_transport(url)
     bare = httpx.AsyncClient(limits=BARE_LIMITS, timeout=60.0)
     raw = RawConnections(url)
-    batches = {"ours": ours_batch(ours), "httpx": httpx_batch(bare, url), "floor": raw_batch(raw)}
+    batches = {
+        "ours": ours_batch(ours),
+        "ours/httpx": ours_batch(theirs),
+        "httpx": httpx_batch(bare, url),
+        "floor": raw_batch(raw),
+    }
     pairs: dict[str, list[tuple[Timed, Timed]]] = {name: [] for name in CONTENDERS_3}
     try:
         await ours.warm_up([SLOW_MODEL])
@@ -537,6 +572,8 @@ async def concurrency_rounds(
                 pairs[name].append((one, many))
     finally:
         await ours.aclose()
+        for http in theirs.lanes.clients:
+            await http.aclose()
         await bare.aclose()
         await raw.close()
     return pairs
@@ -550,12 +587,13 @@ def bench_concurrency(url: str, args: argparse.Namespace) -> tuple[list[Verdict]
         f"alone and {n} at once (alternating which goes first), contenders in rotating order"
     )
     print(
-        f"   ours: AsyncOllamaClient.many(concurrency={n}); httpx: one bare httpx.AsyncClient "
+        f"   ours: AsyncOllamaClient.many(concurrency={n}); ours/httpx: the same over httpx's "
+        "async transport (lanes of httpx.AsyncClient); httpx: one bare httpx.AsyncClient "
         "(max_connections 256, keep-alive 64), asyncio.gather; floor: raw HTTP/1.1 on asyncio "
         "streams"
     )
     print(
-        f"{'contender':<10}{'one ms':>8}{f'{n} at once ms':>15}{'ratio p25':>11}{'median':>8}"
+        f"{'contender':<12}{'one ms':>8}{f'{n} at once ms':>15}{'ratio p25':>11}{'median':>8}"
         f"{'p75':>7}{'min':>7}{'max':>7}{'srv one ms':>12}{f'srv {n} max ms':>15}"
     )
     verdicts: list[Verdict] = []
@@ -569,7 +607,7 @@ def bench_concurrency(url: str, args: argparse.Namespace) -> tuple[list[Verdict]
         srv_one = statistics.median(one.server_s for one, _ in runs) * 1e3
         srv_many = statistics.median(many.server_s for _, many in runs) * 1e3
         print(
-            f"{name:<10}{one_ms:>8.1f}{many_ms:>15.1f}{p25:>11.3f}{median:>8.3f}{p75:>7.3f}"
+            f"{name:<12}{one_ms:>8.1f}{many_ms:>15.1f}{p25:>11.3f}{median:>8.3f}{p75:>7.3f}"
             f"{min(ratios):>7.3f}{max(ratios):>7.3f}{srv_one:>12.1f}{srv_many:>15.1f}"
         )
         results[name] = {
@@ -590,6 +628,85 @@ def bench_concurrency(url: str, args: argparse.Namespace) -> tuple[list[Verdict]
         "the gap to the wall time is spent in the client, the sockets or the server's HTTP layer"
     )
     return verdicts, results
+
+
+# --- instructions per sequential call (callgrind) -------------------------------------------
+
+COUNTED = ("ours async", "ours async/httpx", "ours sync", "httpx sync")
+
+
+def counted_calls(who: str, url: str, calls: int, stream: bool) -> None:
+    """One measured process's work: 5 warm calls, then ``calls`` calls (run under callgrind)."""
+    gc.disable()  # a collection lands in one count or the other by chance: leave them out
+    if who.startswith("ours async"):
+        asyncio.run(_counted_async(who, url, calls, stream))
+        return
+    if who == "ours sync":
+        client = OllamaClient(url, cache=None)
+        run = ours_runner(client, stream)
+        run(5)
+        run(calls)
+        client.close()
+        return
+    bare = httpx.Client()
+    run = httpx_runner(bare, url, stream)
+    run(5)
+    run(calls)
+    bare.close()
+
+
+async def _counted_async(who: str, url: str, calls: int, stream: bool) -> None:
+    client = (
+        AsyncOllamaClient(url, cache=None) if who == "ours async" else over_httpx_transport(url)
+    )
+
+    async def one() -> None:
+        if stream:
+            async for _chunk in await client.generate(FAST_MODEL, PROMPT, stream=True):
+                pass
+        else:
+            await client.generate(FAST_MODEL, PROMPT)
+
+    for _ in range(5):
+        await one()
+    for _ in range(calls):
+        await one()
+    for http in client.lanes.clients:
+        await http.aclose()
+
+
+def callgrind(argv: list[str]) -> int:
+    """The instructions callgrind counts for ``python argv`` (hash seed fixed)."""
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts in every run
+    )
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if found is None:
+        raise SystemExit(f"no count from callgrind:\n{out.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def bench_instructions(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    print(
+        f"\ninstructions per sequential call (callgrind; {args.calls} and {3 * args.calls} calls)"
+    )
+    results: dict[str, Any] = {}
+    for stream in (False, True):
+        mode = "stream" if stream else "whole"
+        for who in COUNTED:
+            argv = [__file__, "--count-child", who, "--count-url", url, "--calls"]
+            argv += [str(args.calls)] + (["--count-stream"] if stream else [])
+            once = callgrind(argv)
+            argv[argv.index("--calls") + 1] = str(3 * args.calls)
+            more = callgrind(argv)
+            per_call = (more - once) / (2 * args.calls)
+            results[f"{mode}/{who}"] = per_call
+            print(f"{mode:<7}{who:<18}{per_call:>12,.0f}", flush=True)
+    return results
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -620,6 +737,10 @@ def parse_args() -> argparse.Namespace:
         "--only", type=parse_only, default={1, 2, 3}, help="targets to run, e.g. 1,3"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--instructions", action="store_true", help="count, with callgrind")
+    parser.add_argument("--count-child", choices=COUNTED, help=argparse.SUPPRESS)
+    parser.add_argument("--count-url", help=argparse.SUPPRESS)
+    parser.add_argument("--count-stream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     small = [
         name
@@ -643,6 +764,9 @@ def source_digest() -> str:
 
 def main() -> int:
     args = parse_args()
+    if args.count_child:
+        counted_calls(args.count_child, args.count_url, args.calls, args.count_stream)
+        return 0
     source = source_digest()
     print(
         f"python {sys.version.split()[0]}, httpx {httpx.__version__}, httpcore "
@@ -655,6 +779,12 @@ def main() -> int:
     results["args"]["only"] = sorted(args.only)
     with tempfile.TemporaryDirectory(prefix="llmperf-bench-") as tmp:
         profiles = write_profiles(Path(tmp), args)
+        if args.instructions:
+            with emulator(profiles, args.fast_time_scale, 1) as url:
+                results["instructions"] = bench_instructions(url, args)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+            return 0
         if args.only & {1, 2}:
             with emulator(profiles, args.fast_time_scale, 1) as url:
                 if 1 in args.only:

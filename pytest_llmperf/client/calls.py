@@ -52,6 +52,7 @@ from pytest_llmperf.client.protocol import (
 )
 from pytest_llmperf.client.tiers import Tiers
 from pytest_llmperf.client.timeouts import AdaptiveTimeouts, Limits
+from pytest_llmperf.client.transport import WHOLE
 from pytest_llmperf.errors import (
     ConfigurationError,
     LLMConnectError,
@@ -77,9 +78,15 @@ BLOCKED = "Network is disabled"  # how pytest-recording's --block-network refuse
 
 
 class Open:
-    """Send a request; the driver returns the response once its headers are in."""
+    """Send a request; the driver returns the response once its headers are in.
 
-    __slots__ = ("content", "extensions", "headers", "method", "timeouts", "url")
+    ``host`` names the server (as the host pool does): the faces' own httpx clients merge
+    their headers with ``headers`` once per host (see :mod:`pytest_llmperf.client.faces`).
+    ``whole``: the answer will be read whole (:class:`ReadBody`), which the request tells
+    our transport (:data:`~pytest_llmperf.client.transport.WHOLE`).
+    """
+
+    __slots__ = ("content", "extensions", "headers", "host", "method", "timeouts", "url")
 
     def __init__(
         self,
@@ -88,14 +95,19 @@ class Open:
         content: bytes | None,
         timeouts: dict[str, float],
         headers: Mapping[str, str] | None,
+        host: str = "",
+        whole: bool = False,
     ) -> None:
         self.method = method
         self.url = url
+        self.host = host or url.netloc.decode("ascii")  # the server it goes to
         self.content = content
         self.timeouts = timeouts
         self.headers = headers
         # the timeouts stay this dict: a limit changed once the headers are in applies
         self.extensions = {"timeout": timeouts, OWN: True}  # we record this call ourselves
+        if whole:
+            self.extensions[WHOLE] = True
 
 
 class ReadBody:
@@ -531,8 +543,9 @@ class Core:
         where = _Where(host, trace.model, trace.route, trace.tier)
         reader: StreamReader | None = None
         try:
+            url = self._url(host, trace.route)
             response = yield Open(
-                "POST", self._url(host, trace.route), content, timeouts, self.json_headers
+                "POST", url, content, timeouts, self.json_headers, host, whole=not stream
             )
             trace.recorded = response.extensions.get("llmperf_recorded")
         except (httpx.TransportError, RuntimeError) as exc:
@@ -588,7 +601,7 @@ class Core:
         try:
             try:
                 url = self._url(host, path)
-                response = yield Open(method, url, content, timeouts, headers)
+                response = yield Open(method, url, content, timeouts, headers, host, whole=True)
                 data = yield ReadBody(response, where, self.max_line, timeouts)
             except httpx.TimeoutException as exc:
                 phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "total"

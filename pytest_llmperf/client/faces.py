@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import logging
 import os
 import time
 import urllib.request
@@ -53,7 +52,7 @@ from pytest_llmperf.client.protocol import Api, parse_host
 from pytest_llmperf.client.sync_transport import DueTransport
 from pytest_llmperf.client.tiers import Tiers
 from pytest_llmperf.client.timeouts import AdaptiveTimeouts, Limits
-from pytest_llmperf.client.transport import AsyncLoopTransport, mocked, read_at_once, sets_cookies
+from pytest_llmperf.client.transport import AsyncLoopTransport
 from pytest_llmperf.errors import ConfigurationError
 from pytest_llmperf.observe.records import CallRecord
 
@@ -474,8 +473,22 @@ def new_sync_http() -> httpx.Client:
     """
     proxies = urllib.request.getproxies()
     if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
-        return httpx.Client(limits=LIMITS)
-    return httpx.Client(limits=LIMITS, transport=DueTransport(LIMITS))
+        return _OwnClient(limits=LIMITS)
+    return _OwnClient(limits=LIMITS, transport=DueTransport(LIMITS))
+
+
+def new_async_http() -> httpx.AsyncClient:
+    """The async face's httpx client, with our transport for ``http://`` hosts.
+
+    httpx's own async transport costs several times the CPU per call of
+    :class:`~pytest_llmperf.client.transport.AsyncLoopTransport` (see that module), and the CPU
+    is what many calls at once wait on; https and proxied requests (a proxy named in the
+    environment) stay with httpx's transport.
+    """
+    proxies = urllib.request.getproxies()
+    if proxies.get("http") or proxies.get("all"):
+        return _OwnAsyncClient(limits=LIMITS)
+    return _OwnAsyncClient(limits=LIMITS, mounts={"http://": AsyncLoopTransport(LIMITS)})
 
 
 class OllamaClient(
@@ -565,10 +578,10 @@ class AsyncOllamaClient(
         try:
             loop = asyncio.get_running_loop()  # lanes are opened by a call, in its loop
         except RuntimeError:
-            return _OwnAsyncClient()  # (made outside a loop: nothing opens until a call)
+            return new_async_http()  # (made outside a loop: nothing opens until a call)
         if loop is not self._loop:
             self._loop, self._closer = loop, _close_at_loop_end(self)
-        return _OwnAsyncClient()
+        return new_async_http()
 
     def _perform(self, call: Call) -> Any:
         __tracebackhide__ = True
@@ -650,83 +663,136 @@ def _close_at_loop_end(client: AsyncOllamaClient) -> AsyncGenerator[None, None]:
     return closer
 
 
-_httpx_log = logging.getLogger("httpx")
+class _Heads:
+    """The headers of one of our clients' requests, merged once per host, method and body.
 
-
-class _OwnAsyncClient(httpx.AsyncClient):
-    """The async face's own httpx client, with our transport for ``http://`` hosts.
-
-    httpx's own async transport costs about five times the CPU per call of
-    :class:`~pytest_llmperf.client.transport.AsyncLoopTransport` (see that module), and the CPU is
-    what many calls at once wait on; https and proxied requests (a proxy named in the
-    environment) stay with httpx's transport.
-
-    :meth:`send_plain` sends a call's request to an ``http://`` host straight through that
-    transport, skipping what ``AsyncClient.send`` does that these clients never use (auth,
-    event hooks, redirects, which the client does not follow) and building the request
-    from headers merged once per URL and body length (the client's own headers are read
-    then: these clients are not handed out): about 0.1 ms less CPU per call, a quarter.
-    Cookies keep httpx's rules: a response's ``Set-Cookie`` goes to the client's jar, and
-    while the jar holds any, requests go through ``AsyncClient.send`` to carry them.
+    ``build_request`` merges the client's headers with the call's, adds ``Host`` and, in
+    :class:`httpx.Request`, parses them again, on every call; these are merged as it merges
+    them, once (the client's own headers are read then: these clients are not handed out),
+    and each request gets them with its ``Content-Length``. So a request is the one
+    ``build_request`` makes, byte for byte, at a fraction of the cost.
     """
 
+    __slots__ = ("known",)
+
     def __init__(self) -> None:
-        proxies = urllib.request.getproxies()
-        proxied = bool(proxies.get("http") or proxies.get("all"))
-        self.plain = None if proxied else AsyncLoopTransport(LIMITS)
-        mounts: dict[str, httpx.AsyncBaseTransport] | None = None
-        if self.plain is not None:
-            mounts = {"http://": self.plain}
-        super().__init__(limits=LIMITS, mounts=mounts)
-        # (url, extra headers) -> the request headers as httpx sets them, per Content-Length
-        self._heads: dict[tuple[int, int], tuple[Any, Any, dict[int, httpx.Headers]]] = {}
+        # (host, method, has a body) -> (the call's headers they were merged with, merged)
+        self.known: dict[tuple[str, str, bool], tuple[Any, httpx.Headers]] = {}
 
-    def takes_plain(self, url: httpx.URL) -> bool:
-        """Whether the request goes straight to our transport: not while a mocking library
-        stands in for httpx (the request then goes through ``AsyncClient.send``, to it)."""
-        return self.plain is not None and url.scheme == "http" and not self.cookies and not mocked()
-
-    async def send_plain(self, step: Open) -> httpx.Response:
-        """Send ``step``'s request through our transport; the response, once its headers are in."""
-        url, extra, content = step.url, step.headers, step.content
-        found = self._heads.get((id(url), id(extra)))
-        if found is None or found[0] is not url or found[1] is not extra:
-            found = self._heads[(id(url), id(extra))] = (url, extra, {})
-        length = -1 if content is None else len(content)
-        headers = found[2].get(length)
-        if headers is None:  # (httpx.Request copies the headers it is given)
-            headers = httpx.Headers({"Host": url.netloc.decode("ascii")})
-            headers.update(self.headers)
-            if extra:
-                headers.update(extra)
-            if content is not None:
-                headers["Content-Length"] = str(length)
-            elif step.method in ("POST", "PUT", "PATCH"):
-                headers["Content-Length"] = "0"
-            if len(found[2]) < 256:
-                found[2][length] = headers
+    def request(self, http: httpx.Client | httpx.AsyncClient, step: Open) -> httpx.Request:
+        content = step.content
+        key = (step.host, step.method, content is not None)
+        found = self.known.get(key)
+        if found is None or found[0] is not step.headers:
+            if len(self.known) >= 1024:  # (hosts come and go in a long run)
+                self.known.clear()
+            found = self.known[key] = (step.headers, self._merge(http, step))
         request = httpx.Request(
             step.method,
-            url,
-            headers=headers,
+            step.url,
+            headers=found[1],
             stream=httpx.ByteStream(content or b""),
             extensions=step.extensions,
         )
+        if content is not None:
+            request.headers["Content-Length"] = str(len(content))
         request.read()
-        response = await self.plain.handle_async_request(request)  # type: ignore[union-attr]
-        response.request = request
-        if _httpx_log.isEnabledFor(logging.INFO):
-            _httpx_log.info(
-                'HTTP Request: %s %s "%s %d %s"',
-                request.method,
-                url,
-                response.http_version,
-                response.status_code,
-                response.reason_phrase,
-            )
-        if sets_cookies(response):
-            self.cookies.extract_cookies(response)
-        return response
+        return request
+
+    @staticmethod
+    def _merge(http: httpx.Client | httpx.AsyncClient, step: Open) -> httpx.Headers:
+        merged = httpx.Headers(http.headers)
+        if step.headers:
+            merged.update(step.headers)
+        first = [(b"Host", step.url.netloc)]
+        if step.content is None and step.method in ("POST", "PUT", "PATCH"):
+            first.append((b"Content-Length", b"0"))
+        return httpx.Headers(first + merged.raw)
+
+
+class _Cookies(httpx.Cookies):
+    """A client's cookies, which leave an answer that sets none alone.
+
+    httpx hands every answer to the standard library's cookie jar, which first turns the
+    request and the answer into urllib's objects: about a third of what
+    ``AsyncClient.send`` costs a call. The jar takes cookies only from ``Set-Cookie`` (and
+    the obsolete ``Set-Cookie2``) headers, so an answer without them is left out unchanged.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
+
+
+class _Own:
+    """What the faces' own httpx clients add to httpx's: the request headers merged once
+    (:class:`_Heads`), and :class:`_Cookies` as their jar (through the public ``cookies``
+    property, which httpx's client reads and sets the jar by)."""
+
+    heads: _Heads
+    jar: httpx.Cookies
+
+    def _own(self, cookies: Any) -> None:
+        self.heads = _Heads()
+        self.jar = _Cookies(cookies)
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self.jar
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self.jar = _Cookies(cookies)
+
+
+class _OwnClient(_Own, httpx.Client):
+    """The sync face's own httpx client (see :func:`new_sync_http`)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._own(options.get("cookies"))
+
+
+class _OwnAsyncClient(_Own, httpx.AsyncClient):
+    """The async face's own httpx client (see :func:`new_async_http`)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._own(options.get("cookies"))
+
+
+def _request(http: httpx.Client | httpx.AsyncClient, step: Open) -> httpx.Request:
+    """The request of ``step``, as ``http.build_request`` makes it.
+
+    While the client's cookie jar holds cookies (or for a client someone else made, which
+    may have more of its own), ``build_request`` itself makes it.
+    """
+    if isinstance(http, (_OwnClient, _OwnAsyncClient)) and not http.cookies:
+        return http.heads.request(http, step)
+    return http.build_request(
+        step.method,
+        step.url,
+        content=step.content,
+        headers=step.headers,
+        extensions=step.extensions,
+    )
+
+
+def _parts(response: httpx.Response) -> Iterator[bytes]:
+    """A body's parts as they arrive: ``iter_bytes``, without its decoding layer when there
+    is no Content-Encoding to undo (then the raw bytes are the body's) and the body was not
+    read already (as a mock's may be)."""
+    if response.is_stream_consumed or "content-encoding" in response.headers:
+        return response.iter_bytes()
+    return response.iter_raw()
+
+
+def _async_parts(response: httpx.Response) -> AsyncIterator[bytes]:
+    """:func:`_parts` of an async response."""
+    if response.is_stream_consumed or "content-encoding" in response.headers:
+        return response.aiter_bytes()
+    return response.aiter_raw()
 
 
 # --- the drivers: perform the core's steps --------------------------------------------------
@@ -793,7 +859,7 @@ class _SyncDriver:
                 if type(step) is Stream:
                     take = step.reader.take
                     try:
-                        for part in step.response.iter_bytes():
+                        for part in _parts(step.response):
                             for chunk in take(part):
                                 yield Answer(chunk)
                         value, error = step.reader.finish(), None
@@ -824,19 +890,12 @@ class _SyncDriver:
         if kind is Open:
             if self.lane < 0:
                 self.lane, self.http = self.lanes.take()
-            request = self.http.build_request(
-                step.method,
-                step.url,
-                content=step.content,
-                headers=step.headers,
-                extensions=step.extensions,
-            )
-            response = self.http.send(request, stream=True)
+            response = self.http.send(_request(self.http, step), stream=True)
             self.opened.append(response)
             return response
         if kind is ReadBody:
             add = step.add
-            for part in step.response.iter_bytes():
+            for part in _parts(step.response):
                 add(part)
             return step.value()
         if kind is Sleep:
@@ -901,7 +960,7 @@ class _AsyncDriver:
                 if type(step) is Stream:
                     take = step.reader.take
                     try:
-                        async for part in step.response.aiter_bytes():
+                        async for part in _async_parts(step.response):
                             for chunk in take(part):
                                 yield Answer(chunk)
                         value, error = step.reader.finish(), None
@@ -933,29 +992,19 @@ class _AsyncDriver:
         if kind is Open:
             if self.lane < 0:
                 self.lane, self.http = self.lanes.take()
-            http = self.http
-            if type(http) is _OwnAsyncClient and http.takes_plain(step.url):
-                response = await http.send_plain(step)
-                self.opened.append(response)
-                return response
-            request = http.build_request(
-                step.method,
-                step.url,
-                content=step.content,
-                headers=step.headers,
-                extensions=step.extensions,
-            )
-            response = await http.send(request, stream=True)
+            response = await self.http.send(_request(self.http, step), stream=True)
             self.opened.append(response)
             return response
         if kind is ReadBody:
             response = step.response
-            if read_at_once(response):
-                return step.at_once(response.content)
-            add = step.add
-            async for part in response.aiter_bytes():
-                add(part)
-            return step.value()
+            try:
+                data = response.content  # read already: the answer came whole at once
+            except httpx.ResponseNotRead:
+                add = step.add
+                async for part in _async_parts(response):
+                    add(part)
+                return step.value()
+            return step.at_once(data)
         if kind is Sleep:
             await asyncio.sleep(step.seconds)
             return None

@@ -7,12 +7,17 @@ speed under concurrency: httpx's default async transport (httpcore over anyio) s
 cancel scopes, two socket sends per request, a pool that scans every connection per
 request), and with 64 calls at once that CPU is what the last call waits on. The parsing
 here is written for the answer side, which delays the last of many calls the most: the
-buffer is walked by index, one timer per connection serves all its read waits, and
-:func:`read_at_once` hands a body that came whole with its headers to httpx directly.
+buffer is walked by index, one timer per connection serves all its read waits, and a body
+that came whole with its headers is handed over read already (``httpx.Response(content=...)``,
+as a mock transport hands over its answers), sparing the trip through httpx's async stream.
 
+It is an :class:`httpx.AsyncBaseTransport` and nothing more: the client sends through
+``AsyncClient.send``, so what sees the calls of any httpx transport sees its calls (respx's
+httpx mode, which swaps the client's transport; the interception point,
+:mod:`pytest_llmperf.observe.point`, which wraps :meth:`AsyncLoopTransport.handle_async_request`).
 While a mocking library has patched httpx's async transport or httpcore's pool (pytest_httpx,
-respx in either mode), it steps aside: requests go through httpx's own transport, and so to
-the mock, as any httpx client's would.
+respx in its httpcore mode), it steps aside: requests go through httpx's own transport, and
+so to the mock, as any httpx client's would.
 
 What it keeps of httpx's contract, so the rest of the client works unchanged:
 
@@ -51,6 +56,10 @@ monotonic = time.monotonic
 perf_counter = time.perf_counter
 
 MAX_HEAD = 64 * 1024  # the most a response's status line and headers may take
+# In a request's extensions: the caller reads the answer whole. A body with a Content-Length
+# of at most WHOLE_MOST bytes then comes read already, with the response.
+WHOLE = "llmperf_whole"
+WHOLE_MOST = 1024 * 1024
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _SPACE = frozenset(b" \t")
 _NO_BODY = frozenset((204, 304))
@@ -70,16 +79,18 @@ def _own(method: Any, module: str, name: str) -> bool:
 
 
 def mocked() -> bool:
-    """Whether a library patched httpx's client, its async transport or httpcore's pool to
-    stand in for the network (pytest_httpx; respx, in its httpcore and httpx modes): then
-    requests go through them."""
+    """Whether a library patched httpx's async transport or httpcore's pool to stand in for
+    the network (pytest_httpx; respx in its httpcore mode): then requests go through them.
+
+    (respx's httpx mode swaps the transport an ``httpx.AsyncClient`` picks for a URL, so its
+    requests never reach this one.)
+    """
     return not (
         _own(
             httpx.AsyncHTTPTransport.handle_async_request,
             "httpx._transports.default",
             "AsyncHTTPTransport.handle_async_request",
         )
-        and _own(httpx.AsyncClient._transport_for_url, "httpx._client", "._transport_for_url")
         and _own(
             httpcore.AsyncConnectionPool.handle_async_request,
             "httpcore._async.connection_pool",
@@ -487,18 +498,7 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
         while True:
             found = _head_end(buffer)
             while found is None:
-                if conn.ended:
-                    raise conn.broken(
-                        "Server disconnected without sending a response."
-                        if not buffer
-                        else "the server closed the connection in the middle of the headers"
-                    )
-                if len(buffer) > MAX_HEAD:
-                    raise httpx.RemoteProtocolError("the response headers are too long")
-                try:
-                    await conn.wait(_limit(timeouts, "read"))
-                except _Timeout:
-                    raise httpx.ReadTimeout("timed out waiting for the response") from None
+                await self._more_head(conn, timeouts)
                 found = _head_end(buffer)
             start, end = found
             head = bytes(buffer[:start])
@@ -518,13 +518,33 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
         else:
             kind, length, keep = _CLOSE, 0, False
         body = _Body(self, conn, timeouts, kind, length, keep)
-        body.encoded, body.cookies = framing.encoded, framing.cookies
-        return httpx.Response(
-            status,
-            headers=headers,
-            stream=body,
-            extensions={"http_version": version, "reason_phrase": reason},
-        )
+        extensions = {"http_version": version, "reason_phrase": reason}
+        if kind == _LENGTH and not framing.encoded:
+            if not body.finished and length <= WHOLE_MOST and request.extensions.get(WHOLE):
+                await body.read_rest()
+            if body.finished:
+                # all of it is in (and the connection back in the pool): read already, as
+                # httpx reads a body given as bytes (its Content-Length is there already)
+                return httpx.Response(
+                    status, headers=headers, content=body.pending, extensions=extensions
+                )
+        return httpx.Response(status, headers=headers, stream=body, extensions=extensions)
+
+    @staticmethod
+    async def _more_head(conn: _Connection, timeouts: dict[str, Any]) -> None:
+        """Wait for more of the status line and headers."""
+        if conn.ended:
+            raise conn.broken(
+                "Server disconnected without sending a response."
+                if not conn.buffer
+                else "the server closed the connection in the middle of the headers"
+            )
+        if len(conn.buffer) > MAX_HEAD:
+            raise httpx.RemoteProtocolError("the response headers are too long")
+        try:
+            await conn.wait(_limit(timeouts, "read"))
+        except _Timeout:
+            raise httpx.ReadTimeout("timed out waiting for the response") from None
 
     async def aclose(self) -> None:
         self._closed = True
@@ -550,10 +570,9 @@ def _head_end(buffer: bytearray) -> tuple[int, int] | None:
 class _Framing:
     """What the headers say about the body and the connection."""
 
-    __slots__ = ("chunked", "close", "cookies", "encoded", "length", "until_close")
+    __slots__ = ("chunked", "close", "encoded", "length", "until_close")
 
     def __init__(self) -> None:
-        self.cookies = False  # a Set-Cookie header
         self.encoded = False  # a Content-Encoding other than identity
         self.chunked = False  # the last transfer coding is chunked
         self.until_close = False  # another transfer coding: the body runs until the close
@@ -597,8 +616,6 @@ def _framing(
         elif lower == b"transfer-encoding":
             framing.chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
             framing.until_close = not framing.chunked  # another coding last: until the close
-        elif lower == b"set-cookie":
-            framing.cookies = True
         elif lower == b"content-encoding":
             framing.encoded = framing.encoded or value.strip().lower() not in (b"", b"identity")
         elif lower == b"connection":
@@ -612,43 +629,6 @@ def _framing(
             raise httpx.RemoteProtocolError(f"a malformed Content-Length: {length[:20]!r}")
         framing.length = int(length)
     return status, version, reason, headers, framing
-
-
-def read_at_once(response: httpx.Response) -> bool:
-    """Read ``response`` without a trip through httpx's stream machinery, if it can be.
-
-    For a response of this transport whose whole body came with its headers (and needs no
-    decoding), this is what ``await response.aread()`` does, at a tenth of the cost: that
-    machinery (three async generators, decoder and chunker lookups) cost about a sixth of
-    a call's CPU. Returns whether it did; if not, call ``aread``.
-    """
-    body = response.stream
-    if type(body) is not _Body or not body.finished or body.encoded or not _CONTENT_SETTABLE:
-        return False
-    response._content, body.pending = body.pending, b""  # what Response.aread() sets
-    response.is_stream_consumed = response.is_closed = True  # (the connection went back)
-    return True
-
-
-def sets_cookies(response: httpx.Response) -> bool:
-    """Whether ``response`` has a Set-Cookie header (known from the parse, for our own)."""
-    body = response.stream
-    if type(body) is _Body:
-        return body.cookies
-    return any(name.lower() == b"set-cookie" for name, _ in response.headers.raw)
-
-
-def _content_settable() -> bool:
-    """Whether this httpx keeps a read body in ``Response._content`` (it has since 0.18)."""
-    probe = httpx.Response(200, stream=httpx.ByteStream(b""))
-    try:
-        probe._content = b"probe"
-        return probe.content == b"probe"
-    except Exception:  # pragma: no cover - another httpx
-        return False
-
-
-_CONTENT_SETTABLE = _content_settable()
 
 
 def _netloc(origin: tuple[str, int]) -> str:
@@ -666,8 +646,6 @@ class _Body(httpx.AsyncByteStream):
     __slots__ = (
         "chunk",
         "conn",
-        "cookies",
-        "encoded",
         "finished",
         "keep",
         "kind",
@@ -694,8 +672,6 @@ class _Body(httpx.AsyncByteStream):
         self.chunk = _SIZE  # where a chunked body is
         self.keep = keep
         self.finished = False
-        self.encoded = False  # the body has a Content-Encoding: httpx decodes it
-        self.cookies = False  # the response sets cookies
         self.pending = self._take(conn)
 
     def _finish(self) -> None:
@@ -787,6 +763,29 @@ class _Body(httpx.AsyncByteStream):
         if not parts:
             return b""
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def read_rest(self) -> None:
+        """Wait for the rest of the body, into ``pending`` (a Content-Length body)."""
+        conn = self.conn
+        assert conn is not None
+        parts = [self.pending]
+        try:
+            while not self.finished:
+                if conn.buffer:
+                    parts.append(self._take(conn))
+                    continue
+                if conn.ended:
+                    raise conn.broken(self._cut())
+                try:
+                    await conn.wait(_limit(self.timeouts, "read"))
+                except _Timeout:
+                    raise httpx.ReadTimeout("timed out waiting for the response body") from None
+        except BaseException:
+            if self.conn is not None:
+                self.conn = None
+                conn.close()
+            raise
+        self.pending = b"".join(parts)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         part, self.pending = self.pending, b""

@@ -17,8 +17,8 @@ import pytest
 
 from pytest_llmperf import AsyncOllamaClient, EmulatorServer, LLMTimeoutError, Recorder
 from pytest_llmperf.client.calls import Open
-from pytest_llmperf.client.faces import LIMITS, _OwnAsyncClient
-from pytest_llmperf.client.transport import AsyncLoopTransport, read_at_once
+from pytest_llmperf.client.faces import LIMITS, _request, new_async_http, new_sync_http
+from pytest_llmperf.client.transport import WHOLE, AsyncLoopTransport
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
@@ -500,29 +500,41 @@ async def test_a_slow_first_token_in_a_stream_is_cut_at_the_total_limit(
         assert json.dumps(answer)
 
 
-# --- the async face's own client: straight to the transport for http:// hosts -------------
+# --- the faces' own clients: what they send, through AsyncClient.send ---------------------
 
 
-def open_step(url: str, headers: dict[str, str] | None = None) -> Open:
+def open_step(
+    url: str, headers: dict[str, str] | None = None, content: bytes | None = None
+) -> Open:
     limits = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
-    return Open("POST", httpx.URL(url + "/api/x?y=1"), b'{"a":1}', limits, headers)
+    return Open("POST", httpx.URL(url + "/api/x?y=1"), content, limits, headers)
 
 
-async def test_send_plain_sends_what_httpx_would() -> None:
-    async with echo_server() as tiny:
-        own = _OwnAsyncClient()
-        async with own:
-            step = open_step(tiny.url, {"X-Extra": "1", "User-Agent": "mine"})
-            assert own.takes_plain(step.url)
-            response = await own.send_plain(step)
-            await response.aread()
-            assert (response.content, response.request.url) == (b'{"a":1}', step.url)
-            request = own.build_request(
-                "POST", step.url, content=step.content, headers=step.headers
+@pytest.mark.parametrize("content", [b'{"a":1}', None], ids=["body", "no body"])
+@pytest.mark.parametrize("headers", [{"X-Extra": "1", "User-Agent": "mine"}, None])
+async def test_our_clients_send_what_build_request_makes(
+    content: bytes | None, headers: dict[str, str] | None
+) -> None:
+    async with echo_server() as tiny, new_async_http() as own:
+        step = open_step(tiny.url, headers, content)
+        for made in (_request(own, step), _request(own, step)):  # merged, then reused
+            built = own.build_request(
+                "POST", step.url, content=content, headers=headers, extensions=step.extensions
             )
-            await own.send(request)
-    assert tiny.heads[0] == tiny.heads[1]
-    assert b"\r\nUser-Agent: mine\r\n" in tiny.heads[0]
+            assert (made.method, made.url, made.content) == (built.method, built.url, built.content)
+            assert made.headers.raw == built.headers.raw
+            assert made.extensions == built.extensions
+            await (await own.send(made, stream=True)).aread()
+            await own.send(built)
+        assert tiny.heads[0] == tiny.heads[1] == tiny.heads[2]
+        with new_sync_http() as sync:
+            made, built = (
+                _request(sync, step),
+                sync.build_request("POST", step.url, content=content, headers=headers),
+            )
+            assert made.headers.raw == built.headers.raw
+    if headers:
+        assert b"\r\nUser-Agent: mine\r\n" in tiny.heads[0]
 
 
 async def test_cookies_are_kept_as_httpx_keeps_them() -> None:
@@ -533,16 +545,18 @@ async def test_cookies_are_kept_as_httpx_keeps_them() -> None:
             writer.write(OK_HEAD + cookie + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             await writer.drain()
 
-    async with Tiny(handler) as tiny, _OwnAsyncClient() as own:
-        await (await own.send_plain(open_step(tiny.url))).aread()
+    async with Tiny(handler) as tiny, new_async_http() as own:
+        step = open_step(tiny.url, content=b"{}")
+        await own.send(_request(own, step))
         assert own.cookies.get("lb") == "node7"
-        step = open_step(tiny.url)
-        assert not own.takes_plain(step.url)  # the jar has a cookie: through send, with it
-        await own.send(own.build_request("POST", step.url, content=step.content))
+        await own.send(_request(own, step))
+        own.cookies = {"set": "by hand"}  # the jar replaced, as on any httpx client
+        await own.send(_request(own, step))
     assert b"\r\nCookie: lb=node7\r\n" in tiny.heads[1]
+    assert b"\r\nCookie: set=by hand\r\n" in tiny.heads[2]
 
 
-async def test_a_whole_body_is_read_at_once_unless_it_needs_decoding(
+async def test_a_whole_body_comes_read_already_unless_it_needs_decoding(
     transport: AsyncLoopTransport,
 ) -> None:
     packed = gzip.compress(b"unpacked")
@@ -550,23 +564,59 @@ async def test_a_whole_body_is_read_at_once_unless_it_needs_decoding(
     async def handler(reader: Reader, writer: Writer) -> None:
         while True:
             body = await tiny.request(reader)
-            extra = b"Content-Encoding: gzip\r\n" if body == b"gzip" else b""
-            answer = packed if extra else body
-            writer.write(OK_HEAD + extra + b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+            if body == b"chunked":
+                writer.write(
+                    OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n7\r\nchunked\r\n0\r\n\r\n"
+                )
+            else:
+                extra = b"Content-Encoding: gzip\r\n" if body == b"gzip" else b""
+                answer = packed if extra else body
+                writer.write(
+                    OK_HEAD + extra + b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+                )
+            await writer.drain()
+
+    def request(body: bytes) -> httpx.Request:
+        return httpx.Request("POST", tiny.url, content=body, extensions=timeouts())
+
+    async with Tiny(handler) as tiny:
+        response = await transport.handle_async_request(request(b"plain"))
+        assert response.content == b"plain"  # no aread() needed
+        assert response.headers["Content-Length"] == "5"
+        for body, expected in ((b"gzip", b"unpacked"), (b"chunked", b"chunked")):
+            later = await transport.handle_async_request(request(body))
+            with pytest.raises(httpx.ResponseNotRead):
+                _ = later.content
+            assert await later.aread() == expected
+        assert "Content-Length" not in later.headers  # (the chunked one: none was added)
+        assert tiny.connections == 1  # each answer gave the connection back
+
+
+async def test_a_request_read_whole_gets_its_body_read_already(
+    transport: AsyncLoopTransport,
+) -> None:
+    async def handler(reader: Reader, writer: Writer) -> None:
+        while True:
+            body = await tiny.request(reader)
+            writer.write(OK_HEAD + b"Content-Length: %d\r\n\r\n" % len(body))
+            await writer.drain()
+            await asyncio.sleep(0.05)  # the body comes after the headers, in a packet of its own
+            writer.write(body)
             await writer.drain()
 
     async with Tiny(handler) as tiny:
+        whole = {**timeouts(), WHOLE: True}
         response = await transport.handle_async_request(
-            httpx.Request("POST", tiny.url, content=b"plain", extensions=timeouts())
+            httpx.Request("POST", tiny.url, content=b"later", extensions=whole)
         )
-        assert read_at_once(response)
-        assert response.content == b"plain"
-        packed_response = await transport.handle_async_request(
-            httpx.Request("POST", tiny.url, content=b"gzip", extensions=timeouts())
+        assert response.content == b"later"
+        streamed = await transport.handle_async_request(
+            httpx.Request("POST", tiny.url, content=b"streamed", extensions=timeouts())
         )
-        assert not read_at_once(packed_response)
-        assert await packed_response.aread() == b"unpacked"
-        assert not read_at_once(httpx.Response(200, content=b"not ours"))
+        with pytest.raises(httpx.ResponseNotRead):
+            _ = streamed.content
+        assert await streamed.aread() == b"streamed"
+        assert tiny.connections == 1
 
 
 async def test_read_limits_hold_across_the_waits_of_a_reused_connection(
