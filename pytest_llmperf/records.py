@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pytest_llmperf.protocol import ServerStats
-from pytest_llmperf.stats import quantile
+from pytest_llmperf.stats import sorted_quantile
 from pytest_llmperf.timeouts import Limits
 
 CACHE_STATES = ("hit-memory", "hit-redis", "miss", "bypass", "off")
@@ -34,12 +34,13 @@ class GapSummary:
     def of(cls, gaps: Sequence[float]) -> GapSummary | None:
         if not gaps:
             return None
+        ordered = sorted(gaps)  # once, for both quantiles
         return cls(
-            count=len(gaps),
-            mean=sum(gaps) / len(gaps),
-            p50=quantile(gaps, 0.5),
-            p95=quantile(gaps, 0.95),
-            max=max(gaps),
+            len(ordered),
+            sum(gaps) / len(gaps),
+            sorted_quantile(ordered, 0.5),
+            sorted_quantile(ordered, 0.95),
+            max(gaps),
         )
 
 

@@ -1,7 +1,8 @@
 """The body of a measured answer: each chunk goes on to the client as it comes.
 
-A chunk is handed on first and looked at when the client asks for the next one (or when the
-body ends), so the measurement never delays what the client reads. The exchange ends when
+A chunk is handed on as it comes, with its arrival time noted; the chunks are read when the
+body ends (or every ``BATCH`` chunks of a long one), so the measurement never delays what the
+client reads. The exchange ends when
 the body has been read to its end, when the client closes it, or when reading it fails.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
-from pytest_llmperf.observe.measure import Exchange
+from pytest_llmperf.observe.measure import BATCH, Exchange
 
 perf_counter = time.perf_counter
 
@@ -35,12 +36,15 @@ class _Watched:
 
 class _SyncWatched(_Watched):
     def __iter__(self) -> Iterator[bytes]:
-        arrived, catch_up = self.exchange.arrived, self.exchange.catch_up
+        exchange = self.exchange
+        parts, times = exchange.parts, exchange.times  # read when the answer ends
         try:
             for part in self.inner:
-                arrived(part, perf_counter())
+                times.append(perf_counter())
+                parts.append(part)
+                if len(parts) >= BATCH:
+                    exchange.read_batch()
                 yield part
-                catch_up()
         except BaseException as exc:
             self._failed(exc)
             raise
@@ -55,12 +59,15 @@ class _SyncWatched(_Watched):
 
 class _AsyncWatched(_Watched):
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        arrived, catch_up = self.exchange.arrived, self.exchange.catch_up
+        exchange = self.exchange
+        parts, times = exchange.parts, exchange.times  # read when the answer ends
         try:
             async for part in self.inner:
-                arrived(part, perf_counter())
+                times.append(perf_counter())
+                parts.append(part)
+                if len(parts) >= BATCH:
+                    exchange.read_batch()
                 yield part
-                catch_up()
         except BaseException as exc:
             self._failed(exc)
             raise
