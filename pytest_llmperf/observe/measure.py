@@ -186,9 +186,9 @@ class Exchange:
         # body holds the whole conversation); in JSON text a quote inside a string is escaped
         self.fresh = False
         content = self.content
-        found = _MODEL.search(content)
+        found = _field(_MODEL, b'"model"', content)
         self.model = found.group(1).decode("utf-8", errors="replace") if found else ""
-        flag = _STREAM.search(content)
+        flag = _field(_STREAM, b'"stream"', content)
         if flag is None:  # Ollama streams unless told not to; OpenAI does not
             self.stream = self.api == "ollama" and self.kind != "embed"
         else:
@@ -392,7 +392,7 @@ def origin(scheme: str, host: str, port: int | None) -> str:
     return f"{scheme}://{name}:{port or PORTS.get(scheme, 80)}"
 
 
-_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
 _STREAM = re.compile(rb'"stream"\s*:\s*(true|false)')
 _STATISTICS = (
     "total_duration",
@@ -406,16 +406,44 @@ _STATISTIC = re.compile(rb'"(' + "|".join(_STATISTICS).encode() + rb')"\s*:\s*(\
 
 
 _NAMES = {name.encode(): name for name in _STATISTICS}
+# Ollama's order, as it writes them (the common case: one match, no search)
+_OLLAMA_STATISTICS = re.compile(
+    rb'"total_duration":(\d+)(?:,"load_duration":(\d+))?,"prompt_eval_count":(\d+),'
+    rb'"prompt_eval_duration":(\d+),"eval_count":(\d+),"eval_duration":(\d+)[,}]'
+)
+
+
+def _field(pattern: re.Pattern[bytes], key: bytes, content: bytes) -> re.Match[bytes] | None:
+    """``pattern`` (which starts with ``key``) where ``key`` first is, else anywhere."""
+    at = content.find(key)
+    if at < 0:
+        return None
+    return pattern.match(content, at) or pattern.search(content, at + 1)
 
 
 def _statistics(data: bytes) -> dict[str, Any]:
     """The ``done`` chunk's statistics, read off its text (its token ``context`` can be a long
     list of numbers, which a parse would turn into objects for nothing)."""
-    start = data.rfind(b'"done"')  # they follow it (in Ollama's order, and in sorted order)
-    pairs = dict(_STATISTIC.findall(data, max(start, 0)))
-    found: dict[str, Any] = dict(zip(map(_NAMES.__getitem__, pairs), map(int, pairs.values())))
-    found["done"] = True
-    return found
+    at = data.rfind(b'"total_duration":')
+    found = _OLLAMA_STATISTICS.match(data, at) if at >= 0 else None
+    if found is None:  # not in Ollama's order: each where it is, after the "done" key
+        start = data.rfind(b'"done"')  # (they follow it in Ollama's order and in sorted order)
+        pairs = dict(_STATISTIC.findall(data, max(start, 0)))
+        stats = dict(zip(map(_NAMES.__getitem__, pairs), map(int, pairs.values())))
+        stats["done"] = True
+        return stats
+    total, load, prompt_count, prompt, count, generation = found.groups()
+    stats = {
+        "total_duration": int(total),
+        "prompt_eval_count": int(prompt_count),
+        "prompt_eval_duration": int(prompt),
+        "eval_count": int(count),
+        "eval_duration": int(generation),
+        "done": True,
+    }
+    if load is not None:
+        stats["load_duration"] = int(load)
+    return stats
 
 
 def _object(data: bytes) -> dict[str, Any]:

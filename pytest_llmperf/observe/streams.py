@@ -8,7 +8,6 @@ the body has been read to its end, when the client closes it, or when reading it
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
@@ -88,14 +87,14 @@ class _Types:
         self.async_ = type("AsyncWatched", (_AsyncWatched, hx.AsyncByteStream), {})
 
 
-@functools.cache
-def _types(hx: ModuleType) -> _Types:
-    return _Types(hx)
+_TYPES: dict[ModuleType, _Types] = {}
 
 
 def watched_stream(inner: Any, exchange: Exchange, hx: ModuleType) -> Any:
     """``inner`` (a sync or async byte stream) with every chunk shown to ``exchange``."""
-    types = _types(hx)
+    types = _TYPES.get(hx)
+    if types is None:
+        types = _TYPES[hx] = _Types(hx)
     if isinstance(inner, hx.AsyncByteStream) and not isinstance(inner, hx.SyncByteStream):
         return types.async_(inner, exchange, hx)
     return types.sync(inner, exchange, hx)
