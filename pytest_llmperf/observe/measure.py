@@ -405,7 +405,6 @@ _STATISTICS = (
 _STATISTIC = re.compile(rb'"(' + "|".join(_STATISTICS).encode() + rb')"\s*:\s*(\d+)')
 
 
-_NAMES = {name.encode(): name for name in _STATISTICS}
 # Ollama's order, as it writes them (the common case: one match, no search)
 _OLLAMA_STATISTICS = re.compile(
     rb'"total_duration":(\d+)(?:,"load_duration":(\d+))?,"prompt_eval_count":(\d+),'
@@ -428,8 +427,8 @@ def _statistics(data: bytes) -> dict[str, Any]:
     found = _OLLAMA_STATISTICS.match(data, at) if at >= 0 else None
     if found is None:  # not in Ollama's order: each where it is, after the "done" key
         start = data.rfind(b'"done"')  # (they follow it in Ollama's order and in sorted order)
-        pairs = dict(_STATISTIC.findall(data, max(start, 0)))
-        stats = dict(zip(map(_NAMES.__getitem__, pairs), map(int, pairs.values())))
+        pairs = _STATISTIC.findall(data, max(start, 0))
+        stats = {key.decode(): int(value) for key, value in pairs}
         stats["done"] = True
         return stats
     total, load, prompt_count, prompt, count, generation = found.groups()
