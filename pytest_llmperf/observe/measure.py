@@ -3,9 +3,9 @@
 An :class:`Exchange` starts when a request to an LLM route is sent and ends when its answer
 has been read to the end, closed early, or failed; it then hands one :class:`CallRecord` to
 the recorder that was current when the request started. The chunks go on to the client as
-they arrive: a chunk is looked at only when the client asks for the next one.
+they arrive, with only their arrival time noted; they are read when the answer ends.
 
-The definitions are the client's (see :mod:`pytest_llmperf.records`): time to first token
+The definitions are the client's (see :mod:`pytest_llmperf.observe.records`): time to first token
 is from the request to the first chunk that carries text; gaps are between successive text
 chunks; the statistics are the server's (Ollama's final chunk, OpenAI's ``usage``). For an
 answer replayed from a cassette, times are the ones the cassette recorded, found by the
@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from hashlib import blake2b
 from typing import Any
 
-from pytest_llmperf.protocol import (
+from pytest_llmperf.client.protocol import (
+    STATISTICS,
     Api,
     Kind,
     OpenAIStream,
@@ -32,7 +33,7 @@ from pytest_llmperf.protocol import (
     error_text,
     from_openai,
 )
-from pytest_llmperf.records import CallRecord, GapSummary
+from pytest_llmperf.observe.records import CallRecord, GapSummary
 
 perf_counter = time.perf_counter
 
@@ -132,6 +133,8 @@ class Exchange:
         self.last: float | None = None  # when the latest chunk already read came
         self.ended = False
         self.fresh = True  # the request's fields not read yet
+        self.final: Mapping[str, Any] | None = None
+        self.error: str | None = None
 
     # --- what the transport tells -------------------------------------------------------
 
@@ -201,8 +204,6 @@ class Exchange:
         self.kept = 0
         self.text_times: list[float] = []  # when each text chunk came
         self.text_ends: list[int] = []  # the body's byte just after each text chunk
-        self.final: Mapping[str, Any] | None = None
-        self.error: str | None = None
 
     def _compact_lines(self, parts: list[bytes], times: list[float]) -> bool:
         """Read an Ollama stream of one compact JSON line a chunk, as Ollama and the emulator
@@ -394,15 +395,7 @@ def origin(scheme: str, host: str, port: int | None) -> str:
 
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
 _STREAM = re.compile(rb'"stream"\s*:\s*(true|false)')
-_STATISTICS = (
-    "total_duration",
-    "load_duration",
-    "prompt_eval_count",
-    "prompt_eval_duration",
-    "eval_count",
-    "eval_duration",
-)
-_STATISTIC = re.compile(rb'"(' + "|".join(_STATISTICS).encode() + rb')"\s*:\s*(\d+)')
+_STATISTIC = re.compile(b'"(' + "|".join(STATISTICS).encode() + rb')"\s*:\s*(\d+)')
 
 
 # Ollama's order, as it writes them (the common case: one match, no search)
