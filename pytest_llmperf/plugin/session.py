@@ -88,14 +88,12 @@ class RunSession:
             self._write()
 
     def _build(self) -> dict[str, Any]:
-        import dataclasses
-
         from pytest_llmperf.report import document
 
         collector = document.Collector()
         for report in self.reports:
             collector.add(report.nodeid, report.when, report.outcome, report.duration, report)
-        settings = dataclasses.asdict(self.settings)
+        settings = self.settings.to_json()
         return document.build(collector, settings, self.started, time.time(), self.session_calls)
 
     def _write(self) -> None:
