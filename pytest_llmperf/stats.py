@@ -8,7 +8,11 @@ from collections.abc import Sequence
 
 def quantile(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values``, interpolated linearly; ``values`` not empty."""
-    ordered = sorted(values)
+    return sorted_quantile(sorted(values), q)
+
+
+def sorted_quantile(ordered: Sequence[float], q: float) -> float:
+    """:func:`quantile` of values already in order."""
     if len(ordered) == 1:
         return ordered[0]
     position = q * (len(ordered) - 1)

@@ -3,7 +3,7 @@
 An :class:`Exchange` starts when a request to an LLM route is sent and ends when its answer
 has been read to the end, closed early, or failed; it then hands one :class:`CallRecord` to
 the recorder that was current when the request started. The chunks go on to the client as
-they arrive: a chunk is looked at only when the client asks for the next one.
+they arrive, with only their arrival time noted; they are read when the answer ends.
 
 The definitions are the client's (see :mod:`pytest_llmperf.observe.records`): time to first token
 is from the request to the first chunk that carries text; gaps are between successive text
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -48,6 +49,9 @@ LLM_ROUTES: Mapping[str, tuple[Kind, Api]] = {
 }
 
 MAX_KEPT = 64 * 1024 * 1024  # the most of a whole body kept to read its statistics from
+BATCH = 1024  # chunks of an answer kept before they are read (the rest: when it ends)
+_LAST_BYTE = operator.itemgetter(-1)
+_NEWLINES = b"\n" * BATCH
 
 Sink = Callable[[CallRecord], None]
 
@@ -72,15 +76,23 @@ class Routes:
 
 
 class Exchange:
-    """One LLM request and its answer, measured at the transport."""
+    """One LLM request and its answer, measured at the transport.
+
+    While the answer passes, only its chunks and their arrival times are kept
+    (:meth:`arrived`, or the watched stream's own loop, which appends to :attr:`parts` and
+    :attr:`times`); they are read when the answer ends, or every :data:`BATCH` chunks of a
+    long one. So the client's reading pays two list appends and a clock reading a chunk.
+    """
 
     __slots__ = (
         "api",
         "body",
+        "content",
         "digest",
         "ended",
         "error",
         "final",
+        "fresh",
         "host",
         "kept",
         "kind",
@@ -88,7 +100,7 @@ class Exchange:
         "model",
         "openai",
         "partial",
-        "pending",
+        "parts",
         "position",
         "recorded",
         "route",
@@ -97,7 +109,9 @@ class Exchange:
         "started",
         "status",
         "stream",
-        "texts",
+        "text_ends",
+        "text_times",
+        "times",
         "wall",
     )
 
@@ -111,29 +125,16 @@ class Exchange:
         self.sink = sink
         self.source = source
         self.host = host
-        # the two fields read from the request, found without parsing all of it (a chat's
-        # body holds the whole conversation); in JSON text a quote inside a string is escaped
-        found = _MODEL.search(content)
-        self.model = found.group(1).decode("utf-8", errors="replace") if found else ""
-        flag = _STREAM.search(content)
-        if flag is None:  # Ollama streams unless told not to; OpenAI does not
-            self.stream = self.api == "ollama" and self.kind != "embed"
-        else:
-            self.stream = flag.group(1) == b"true"
-        self.digest = blake2b(content, digest_size=8).hexdigest() if content else None
-        self.openai = OpenAIStream(self.kind, self.model) if self.api == "openai" else None
+        self.content = content  # read when the answer ends (model, stream, digest)
         self.status = 0
         self.recorded: tuple[float, tuple[tuple[float, int], ...]] | None = None
-        self.position = 0  # bytes of the body seen so far
-        self.partial = b""  # the start of a line whose end has not come yet
-        self.pending: tuple[bytes, float] | None = None  # passed on, not yet looked at
-        self.last: float | None = None  # when the latest chunk came
-        self.body: list[bytes] = []  # a whole answer (or an error's body), kept to read
-        self.kept = 0
-        self.texts: list[tuple[float, int]] = []  # (when, end byte) of each text chunk
+        self.parts: list[bytes] = []  # the chunks passed on, not yet read
+        self.times: list[float] = []  # when each of them came
+        self.last: float | None = None  # when the latest chunk already read came
+        self.ended = False
+        self.fresh = True  # the request's fields not read yet
         self.final: Mapping[str, Any] | None = None
         self.error: str | None = None
-        self.ended = False
 
     # --- what the transport tells -------------------------------------------------------
 
@@ -143,27 +144,19 @@ class Exchange:
         self.recorded = extensions.get("llmperf_recorded")
 
     def arrived(self, part: bytes, now: float) -> None:
-        """A chunk of the body, about to go on to the client; looked at in :meth:`catch_up`."""
-        if self.pending is not None:
-            self._look(*self.pending)
-        self.pending = (part, now)
-        self.last = now
-
-    def catch_up(self) -> None:
-        """Look at the chunk the client has (it is asking for the next one)."""
-        if self.pending is not None:
-            self._look(*self.pending)
-            self.pending = None
+        """A chunk of the body, passed on to the client at ``now``; read later."""
+        self.parts.append(part)
+        self.times.append(now)
+        if len(self.parts) >= BATCH:
+            self.read_batch()
 
     def finish(self, outcome: str | None = None, error: BaseException | None = None) -> None:
         """The answer ended (``outcome=None``: read to its end, or closed by the client)."""
         if self.ended:
             return
         self.ended = True
-        if self.pending is not None:
-            self._look(*self.pending)
-            self.pending = None
         now = perf_counter()
+        self.read_batch()
         # an answer read to its end ended with its last chunk, however late the client closed
         end = self.last if outcome is None and self.last is not None else now
         if self.partial:
@@ -175,6 +168,79 @@ class Exchange:
         self.sink(self._record(outcome or "error", end))
 
     # --- reading the body ------------------------------------------------------------------
+
+    def read_batch(self) -> None:
+        """Read the chunks kept so far (the first time: the request's fields too)."""
+        if self.fresh:
+            self._read_request()
+        parts, times = self.parts, self.times
+        if not parts:
+            return
+        self.last = times[-1]
+        lines = self.stream and self.status == 200 and self.openai is None
+        if not (lines and self._compact_lines(parts, times)):
+            for part, now in zip(parts, times, strict=True):
+                self._look(part, now)
+        parts.clear()  # (the watched stream appends to these lists)
+        times.clear()
+
+    def _read_request(self) -> None:
+        # the two fields read from the request, found without parsing all of it (a chat's
+        # body holds the whole conversation); in JSON text a quote inside a string is escaped
+        self.fresh = False
+        content = self.content
+        found = _field(_MODEL, b'"model"', content)
+        self.model = found.group(1).decode("utf-8", errors="replace") if found else ""
+        flag = _field(_STREAM, b'"stream"', content)
+        if flag is None:  # Ollama streams unless told not to; OpenAI does not
+            self.stream = self.api == "ollama" and self.kind != "embed"
+        else:
+            self.stream = flag.group(1) == b"true"
+        self.digest = blake2b(content, digest_size=8).hexdigest() if content else None
+        self.openai = OpenAIStream(self.kind, self.model) if self.api == "openai" else None
+        self.position = 0  # bytes of the body read so far
+        self.partial = b""  # the start of a line whose end has not come yet
+        self.body: list[bytes] = []  # a whole answer (or an error's body), kept to read
+        self.kept = 0
+        self.text_times: list[float] = []  # when each text chunk came
+        self.text_ends: list[int] = []  # the body's byte just after each text chunk
+
+    def _compact_lines(self, parts: list[bytes], times: list[float]) -> bool:
+        """Read an Ollama stream of one compact JSON line a chunk, as Ollama and the emulator
+        send it, with a few scans of the whole batch (a call per chunk costs more than a
+        scan of its bytes); ``False``, with nothing read, for any other shape."""
+        if self.partial or not all(parts):
+            return False
+        count = len(parts)
+        data = b"".join(parts)
+        last = parts[-1]
+        done = b'"done":true' in last
+        # one line a chunk, each a chunk on its way (its "done" false), but the last, which
+        # may be the done line; no error
+        if (
+            bytes(map(_LAST_BYTE, parts)) != _NEWLINES[:count]
+            or data.count(b"\n") != count
+            or data.count(b'"done":false') != count - done
+            or b'"error"' in data
+        ):
+            return False
+        # each is a text chunk, but for an empty text field (usually only the done line's)
+        text = count
+        empties = data.count(b'":""')
+        if empties:
+            if not done or last.count(b'":""') != empties:
+                return False
+            if b'"response":""' in last or b'"content":""' in last:
+                text -= 1
+        if done:
+            self.final = _statistics(last)
+        start = self.position
+        self.position = start + len(data)
+        self.text_times += times[:text] if text < count else times
+        if self.recorded is not None:  # where each line ends: the recorded times go by it
+            ends = itertools.accumulate(map(len, parts[:text]), initial=start)
+            self.text_ends += itertools.islice(ends, 1, None)
+        return True
 
     def _look(self, part: bytes, now: float) -> None:
         start = self.position
@@ -212,11 +278,13 @@ class Exchange:
             if b'"done":false' in line:
                 if b'":""' in line and (b'"response":""' in line or b'"content":""' in line):
                     return
-                self.texts.append((now, at))
+                self.text_times.append(now)
+                self.text_ends.append(at)
                 return
             if b'"done":true' in line:  # the statistics, without parsing the token context
                 if not (b'"response":""' in line or b'"content":""' in line):
-                    self.texts.append((now, at))
+                    self.text_times.append(now)
+                    self.text_ends.append(at)
                 self.final = _statistics(line)
                 return
         chunk = _object(line)
@@ -228,7 +296,8 @@ class Exchange:
             self.error = error_text(chunk)
             return
         if chunk_text(chunk):
-            self.texts.append((now, at))
+            self.text_times.append(now)
+            self.text_ends.append(at)
         if chunk.get("done"):
             self.final = chunk
 
@@ -249,11 +318,12 @@ class Exchange:
                     return "error"
                 self.final = answer if self.openai is None else from_openai(self.kind, answer)
             if self.kind != "embed":  # the whole answer is its first token, as for our client
-                self.texts.append((end, self.position))
+                self.text_times.append(end)
+                self.text_ends.append(self.position)
             return "ok"
         if self.error is not None:
             return "error"
-        if self.final is None and self.openai is not None and self.texts:
+        if self.final is None and self.openai is not None and self.text_times:
             self.final = self.openai.final_chunk()
         return "ok" if self.final is not None else "cancelled"
 
@@ -261,15 +331,16 @@ class Exchange:
 
     def _record(self, outcome: str, end: float) -> CallRecord:
         final = self.final or {}
-        times = [when - self.started for when, _ in self.texts]
-        total, timing = end - self.started, "live"
+        times = self.text_times
+        started = self.started
+        total, timing = end - started, "live"
         if self.recorded is not None:
             times, total = self._recorded_times()
-            timing = "recorded"
+            started, timing = 0.0, "recorded"
         output = final.get("eval_count")
-        if output is None and self.stream and self.texts:
-            output = len(self.texts)
-        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        if output is None and self.stream and times:
+            output = len(times)
+        gaps = list(map(operator.sub, times[1:], times)) if len(times) > 1 else None
         return CallRecord(
             self.route,
             self.model,
@@ -280,7 +351,7 @@ class Exchange:
             "off",
             self.wall,
             total,
-            times[0] if times else None,
+            times[0] - started if times else None,
             GapSummary.of(gaps) if gaps else None,
             output,
             ServerStats.of(final),
@@ -305,7 +376,7 @@ class Exchange:
             ends.append((seen, offset))
         times = []
         index = 0
-        for _, at in self.texts:
+        for at in self.text_ends:
             while index < len(ends) - 1 and ends[index][0] < at:
                 index += 1
             times.append(ends[index][1] if ends else headers_at)
@@ -322,17 +393,49 @@ def origin(scheme: str, host: str, port: int | None) -> str:
     return f"{scheme}://{name}:{port or PORTS.get(scheme, 80)}"
 
 
-_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
 _STREAM = re.compile(rb'"stream"\s*:\s*(true|false)')
 _STATISTIC = re.compile(b'"(' + "|".join(STATISTICS).encode() + rb')"\s*:\s*(\d+)')
+
+
+# Ollama's order, as it writes them (the common case: one match, no search)
+_OLLAMA_STATISTICS = re.compile(
+    rb'"total_duration":(\d+)(?:,"load_duration":(\d+))?,"prompt_eval_count":(\d+),'
+    rb'"prompt_eval_duration":(\d+),"eval_count":(\d+),"eval_duration":(\d+)[,}]'
+)
+
+
+def _field(pattern: re.Pattern[bytes], key: bytes, content: bytes) -> re.Match[bytes] | None:
+    """``pattern`` (which starts with ``key``) where ``key`` first is, else anywhere."""
+    at = content.find(key)
+    if at < 0:
+        return None
+    return pattern.match(content, at) or pattern.search(content, at + 1)
 
 
 def _statistics(data: bytes) -> dict[str, Any]:
     """The ``done`` chunk's statistics, read off its text (its token ``context`` can be a long
     list of numbers, which a parse would turn into objects for nothing)."""
-    found: dict[str, Any] = {key.decode(): int(value) for key, value in _STATISTIC.findall(data)}
-    found["done"] = True
-    return found
+    at = data.rfind(b'"total_duration":')
+    found = _OLLAMA_STATISTICS.match(data, at) if at >= 0 else None
+    if found is None:  # not in Ollama's order: each where it is, after the "done" key
+        start = data.rfind(b'"done"')  # (they follow it in Ollama's order and in sorted order)
+        pairs = _STATISTIC.findall(data, max(start, 0))
+        stats = {key.decode(): int(value) for key, value in pairs}
+        stats["done"] = True
+        return stats
+    total, load, prompt_count, prompt, count, generation = found.groups()
+    stats = {
+        "total_duration": int(total),
+        "prompt_eval_count": int(prompt_count),
+        "prompt_eval_duration": int(prompt),
+        "eval_count": int(count),
+        "eval_duration": int(generation),
+        "done": True,
+    }
+    if load is not None:
+        stats["load_duration"] = int(load)
+    return stats
 
 
 def _object(data: bytes) -> dict[str, Any]:

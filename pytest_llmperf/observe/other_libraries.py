@@ -81,7 +81,6 @@ class _WatchedRaw:
             for part in self._inner.stream(amt, decode_content=decode_content):
                 exchange.arrived(part, perf_counter())
                 yield part
-                exchange.catch_up()
         except Exception as exc:
             exchange.finish(_outcome(exc), exc)
             raise
@@ -96,7 +95,6 @@ class _WatchedRaw:
             raise
         if data:
             exchange.arrived(data, perf_counter())
-            exchange.catch_up()
         if not data or amt is None:
             exchange.finish()
         return data

@@ -57,6 +57,7 @@ TARGETS: Sequence[tuple[str, str, str, str]] = (
 )
 
 _ROUTES = Routes()
+_ORIGINS: dict[tuple[str, str, int | None], str] = {}  # (scheme, host, port) -> its origin
 _unmeasured: ContextVar[bool] = ContextVar("llmperf_unmeasured", default=False)
 
 
@@ -109,15 +110,24 @@ class _Point:
         return Exchange(match, host(), content(), sink, source)
 
     def watch_httpx(self, request: Any, source: str) -> Exchange | None:
-        if OWN in request.extensions:
+        # watch() spelt out: this runs on every request of the process
+        if not self.observers or OWN in request.extensions or _unmeasured.get():
             return None
+        observer = self.observers[-1]
         url = request.url
-        return self.watch(
-            url.path,
-            lambda: origin(url.scheme, url.host, url.port),
-            lambda: _content(request),
-            source,
-        )
+        match = observer.routes.match(url.path)
+        if match is None:
+            return None
+        sink = observer.sink()
+        if sink is None:
+            return None
+        key = (url.scheme, url.host, url.port)
+        host = _ORIGINS.get(key)
+        if host is None:
+            host = origin(*key)
+            if len(_ORIGINS) < 4096:  # (a bound, for a process that calls many hosts)
+                _ORIGINS[key] = host
+        return Exchange(match, host, _content(request), sink, source)
 
     def routes(self) -> Routes:
         """The LLM routes: the observer's (with its prefixes), or the known ones."""
@@ -132,8 +142,8 @@ class _Point:
 
     def send(self, transport: Any, request: Any, send: Any, hx: ModuleType) -> Any:
         __tracebackhide__ = True
-        cassette = self.cassette_for(request)
-        exchange = self.watch_httpx(request, hx.__name__)
+        cassette = self.cassette_for(request) if self.cassettes else None
+        exchange = self.watch_httpx(request, hx.__name__) if self.observers else None
         if exchange is None:
             if cassette is None:
                 return send(transport, request)
@@ -150,8 +160,8 @@ class _Point:
 
     async def send_async(self, transport: Any, request: Any, send: Any, hx: ModuleType) -> Any:
         __tracebackhide__ = True
-        cassette = self.cassette_for(request)
-        exchange = self.watch_httpx(request, hx.__name__)
+        cassette = self.cassette_for(request) if self.cassettes else None
+        exchange = self.watch_httpx(request, hx.__name__) if self.observers else None
         if exchange is None:
             if cassette is None:
                 return await send(transport, request)
@@ -294,7 +304,8 @@ def _outcome(exc: BaseException, hx: ModuleType) -> str:
 
 
 def _watched(response: Any, exchange: Exchange, hx: ModuleType) -> Any:
-    exchange.answered(response.status_code, response.extensions)
+    exchange.status = response.status_code  # (Exchange.answered, spelt out)
+    exchange.recorded = response.extensions.get("llmperf_recorded")
     response.stream = watched_stream(response.stream, exchange, hx)
     return response
 

@@ -14,7 +14,7 @@ from typing import Any, TypedDict, cast
 
 from pytest_llmperf.client.protocol import ServerStats
 from pytest_llmperf.client.timeouts import Limits
-from pytest_llmperf.stats import quantile
+from pytest_llmperf.stats import sorted_quantile
 
 
 @dataclass(slots=True)
@@ -31,12 +31,13 @@ class GapSummary:
     def of(cls, gaps: Sequence[float]) -> GapSummary | None:
         if not gaps:
             return None
+        ordered = sorted(gaps)  # once, for both quantiles
         return cls(
-            count=len(gaps),
-            mean=sum(gaps) / len(gaps),
-            p50=quantile(gaps, 0.5),
-            p95=quantile(gaps, 0.95),
-            max=max(gaps),
+            len(ordered),
+            sum(gaps) / len(gaps),
+            sorted_quantile(ordered, 0.5),
+            sorted_quantile(ordered, 0.95),
+            max(gaps),
         )
 
 

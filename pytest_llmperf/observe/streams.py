@@ -1,19 +1,19 @@
 """The body of a measured answer: each chunk goes on to the client as it comes.
 
-A chunk is handed on first and looked at when the client asks for the next one (or when the
-body ends), so the measurement never delays what the client reads. The exchange ends when
+A chunk is handed on as it comes, with its arrival time noted; the chunks are read when the
+body ends (or every ``BATCH`` chunks of a long one), so the measurement never delays what the
+client reads. The exchange ends when
 the body has been read to its end, when the client closes it, or when reading it fails.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
-from pytest_llmperf.observe.measure import Exchange
+from pytest_llmperf.observe.measure import BATCH, Exchange
 
 perf_counter = time.perf_counter
 
@@ -35,12 +35,15 @@ class _Watched:
 
 class _SyncWatched(_Watched):
     def __iter__(self) -> Iterator[bytes]:
-        arrived, catch_up = self.exchange.arrived, self.exchange.catch_up
+        exchange = self.exchange
+        parts, times = exchange.parts, exchange.times  # read when the answer ends
         try:
             for part in self.inner:
-                arrived(part, perf_counter())
+                times.append(perf_counter())
+                parts.append(part)
+                if len(parts) >= BATCH:
+                    exchange.read_batch()
                 yield part
-                catch_up()
         except BaseException as exc:
             self._failed(exc)
             raise
@@ -55,12 +58,15 @@ class _SyncWatched(_Watched):
 
 class _AsyncWatched(_Watched):
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        arrived, catch_up = self.exchange.arrived, self.exchange.catch_up
+        exchange = self.exchange
+        parts, times = exchange.parts, exchange.times  # read when the answer ends
         try:
             async for part in self.inner:
-                arrived(part, perf_counter())
+                times.append(perf_counter())
+                parts.append(part)
+                if len(parts) >= BATCH:
+                    exchange.read_batch()
                 yield part
-                catch_up()
         except BaseException as exc:
             self._failed(exc)
             raise
@@ -81,14 +87,14 @@ class _Types:
         self.async_ = type("AsyncWatched", (_AsyncWatched, hx.AsyncByteStream), {})
 
 
-@functools.cache
-def _types(hx: ModuleType) -> _Types:
-    return _Types(hx)
+_TYPES: dict[ModuleType, _Types] = {}
 
 
 def watched_stream(inner: Any, exchange: Exchange, hx: ModuleType) -> Any:
     """``inner`` (a sync or async byte stream) with every chunk shown to ``exchange``."""
-    types = _types(hx)
+    types = _TYPES.get(hx)
+    if types is None:
+        types = _TYPES[hx] = _Types(hx)
     if isinstance(inner, hx.AsyncByteStream) and not isinstance(inner, hx.SyncByteStream):
         return types.async_(inner, exchange, hx)
     return types.sync(inner, exchange, hx)

@@ -21,7 +21,6 @@ def exchange(match: Any, body: dict[str, Any], got: list[CallRecord]) -> Exchang
 def feed(ex: Exchange, parts: list[bytes], at: list[float]) -> None:
     for part, moment in zip(parts, at, strict=True):
         ex.arrived(part, ex.started + moment)
-        ex.catch_up()
 
 
 def line(**fields: Any) -> bytes:
@@ -157,3 +156,33 @@ def test_a_record_is_given_once() -> None:
     ex.finish()
     ex.finish("error", RuntimeError("late"))
     assert len(got) == 1 and got[0].outcome == "ok"
+
+
+def test_a_stream_of_one_line_a_chunk_reads_as_the_same_stream_split_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # one line a chunk is read in one batch, without a look at each line; split elsewhere,
+    # line by line: the same figures
+    lines = [line(response=text, done=False) for text in ("a", "b", "c")] + [FINAL]
+    split: list[CallRecord] = []
+    ex = exchange(GENERATE, {"model": "m", "prompt": "hi"}, split)
+    ex.answered(200, {})
+    body = b"".join(lines)
+    ends = [sum(map(len, lines[: i + 1])) for i in range(len(lines))]
+    cuts = [body[: ends[0] - 3], body[ends[0] - 3 : ends[1]], body[ends[1] : ends[2]]]
+    feed(ex, [*cuts, body[ends[2] :]], [0.05, 0.1, 0.3, 0.4])  # line 1 ends in chunk 2
+    ex.finish()
+    batched: list[CallRecord] = []
+    ex = exchange(GENERATE, {"model": "m", "prompt": "hi"}, batched)
+    ex.answered(200, {})
+    monkeypatch.setattr(Exchange, "_look", None)  # the batch is read without it
+    feed(ex, lines, [0.1, 0.3, 0.4, 0.4])
+    ex.finish()
+    ((by_line,), (at_once,)) = split, batched
+    assert at_once.ttft_s == by_line.ttft_s == pytest.approx(0.1)
+    assert at_once.gaps is not None and by_line.gaps is not None
+    assert at_once.gaps.count == by_line.gaps.count == 2
+    assert at_once.gaps.max == pytest.approx(0.2) and by_line.gaps.max == pytest.approx(0.2)
+    assert at_once.server == by_line.server and at_once.server.eval_count == 3
+    assert (at_once.outcome, at_once.output_tokens) == (by_line.outcome, by_line.output_tokens)
+    assert at_once.total_s == pytest.approx(by_line.total_s)
