@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import pytest
 
@@ -127,6 +127,12 @@ def pytest_configure(config: pytest.Config) -> None:
                 run.baseline = gate.load(settings.baseline, "baseline")
             except ConfigurationError as exc:
                 raise pytest.UsageError(f"--llm-baseline: {exc}") from None
+
+
+def _fail(message: str) -> NoReturn:
+    """Fail the test with ``message`` alone: called in an ``except`` block, ``pytest.fail``
+    would print the error twice ("During handling of the above exception...")."""
+    raise pytest.fail.Exception(message, pytrace=False) from None
 
 
 def _register_markers(config: pytest.Config) -> None:
@@ -379,7 +385,7 @@ def ollama_emulator(llm_settings: _settings.Settings) -> Iterator[EmulatorServer
     try:
         server = start_emulator(llm_settings)
     except ConfigurationError as exc:
-        pytest.fail(f"cannot start the ollama_emulator fixture: {exc}", pytrace=False)
+        _fail(f"cannot start the ollama_emulator fixture: {exc}")
     with server:
         yield server
 
@@ -458,7 +464,7 @@ def _fixture_call(
     try:
         return make(settings, _emulator_url(request))
     except ConfigurationError as exc:
-        pytest.fail(f"cannot make the LLM client: {exc}", pytrace=False)
+        _fail(f"cannot make the LLM client: {exc}")
 
 
 @pytest.fixture
@@ -500,10 +506,10 @@ def llm_cassette(
     try:
         session = open_session(request.node, _llmperf_test_settings)
     except CassetteError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        _fail(str(exc))
     with patched(session):
         yield session
     try:
         session.save(passed=request.node.stash.get(PASSED_KEY, False))
     except CassetteError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        _fail(str(exc))
