@@ -671,6 +671,11 @@ def with_marker(settings: Settings, overrides: Mapping[str, Any], where: str) ->
         option = BY_FIELD[name]
         origin = f"{where}, argument {name}"
         if option.multiple:
+            if not isinstance(value, (str, list, tuple)):
+                raise ValueError(
+                    f"invalid value {value!r} for {origin}: give a string or a list of strings "
+                    f"(as {option.metavar})"
+                )
             items = [value] if isinstance(value, str) else list(value)
             changes[name] = _parse_marker(option, [str(item) for item in items], origin)
         else:

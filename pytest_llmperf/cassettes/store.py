@@ -304,6 +304,8 @@ class Cassette:
 
 def _interactions(path: Path) -> list[Interaction]:
     """The interactions in the file at ``path``; what is wrong with it is a :class:`_Shape`."""
+    if not path.is_file():  # a folder, or a pipe that would block the read
+        raise _Shape("it is not a regular file")
     raw = path.read_bytes()
     if not raw.strip():
         raise _Shape("it is empty (a write cut short, or a file made by hand?)")
@@ -346,8 +348,10 @@ class _Json:
             raise _Shape(
                 f"it is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
             ) from None
-        except ValueError as exc:  # a number too long to read, nesting too deep
+        except ValueError as exc:  # a number too long to read
             raise _Shape(f"it is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise _Shape("it is not valid JSON (it is nested too deeply)") from None
 
     @staticmethod
     def serialize(data: dict[str, Any]) -> str:
