@@ -679,6 +679,11 @@ def with_marker(settings: Settings, overrides: Mapping[str, Any], where: str) ->
             items = [value] if isinstance(value, str) else list(value)
             changes[name] = _parse_marker(option, [str(item) for item in items], origin)
         else:
+            if not isinstance(value, (str, int, float, bool, type(None))):
+                raise ValueError(
+                    f"invalid value {value!r} for {origin}: give a string, a number or a bool "
+                    f"(as {option.metavar})"
+                )
             changes[name] = _parse_marker(option, _text(value), origin)
     return replace(settings, **changes)
 
