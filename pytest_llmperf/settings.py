@@ -228,6 +228,26 @@ def _size(value: str) -> int:
     return int(digits) * _UNITS[unit]
 
 
+def _duration(value: str) -> str:
+    from pytest_llmperf.emulator.keepalive import parse_go_duration
+
+    try:
+        parse_go_duration(value)
+    except ValueError:
+        raise ValueError(
+            "write a duration as Ollama takes it: 30m, 1h30m, 90s, 0 (unload at once) or -1 "
+            "(keep loaded)"
+        ) from None
+    return value.strip()
+
+
+def _gguf(value: str) -> str:
+    name, sep, path = value.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise ValueError("write NAME=PATH, as stories=models/stories260K.gguf")
+    return value.strip()
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "enabled",
@@ -255,7 +275,7 @@ OPTIONS: tuple[Option, ...] = (
         "llm_emulator_gguf",
         "LLMPERF_EMULATOR_GGUF",
         "NAME=PATH of a GGUF model the emulator serves through llama.cpp (repeatable)",
-        str,
+        _gguf,
         "NAME=PATH",
         multiple=True,
     ),
@@ -390,7 +410,7 @@ OPTIONS: tuple[Option, ...] = (
         "llm_keep_alive",
         "LLMPERF_KEEP_ALIVE",
         "how long the llm_warm_up fixture keeps models loaded (default 30m)",
-        str,
+        _duration,
         "DURATION",
     ),
     Option(
