@@ -454,6 +454,11 @@ class Core:
         if call.purpose != "call":  # a warm-up loads the model: limits of warm calls don't fit
             return self.timeouts.ceiling(tier)
         if call.timeout is not None:
+            if isinstance(call.timeout, bool) or not isinstance(call.timeout, (int, float)):
+                raise ConfigurationError(
+                    f"timeout={call.timeout!r}: give a number of seconds above 0 (the total "
+                    "limit of every phase) or Limits(total=..., first_token=..., stall=...)"
+                )
             total = float(call.timeout)
             return Limits(total=total, first_token=total, stall=total, connect=min(5.0, total))
         return self.timeouts.limits(model, tier)
