@@ -212,10 +212,17 @@ class OpenAIStream:
         self.calls: dict[int, dict[str, str]] = {}
 
     def feed(self, line: str) -> dict[str, Any] | None:
-        """One line in; a chunk out, or ``None`` for lines that carry no chunk."""
+        """One line in; a chunk out, or ``None`` for lines that carry no chunk; an event of a
+        shape this does not read is an ``error`` chunk saying so."""
         if not line.startswith("data:"):
             return None
         data = line[5:].strip()
+        try:
+            return self._event(data)
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+            return {"error": f"an event of the stream has an unexpected shape: {data[:80]!r}"}
+
+    def _event(self, data: str) -> dict[str, Any] | None:
         if data == "[DONE]":
             return self._final()
         try:
@@ -292,6 +299,38 @@ def _error_text(error: Any) -> str:
 
 
 # --- chunks and answers -----------------------------------------------------------------
+
+
+_NUMBERS = (
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
+
+
+def chunk_problem(chunk: Mapping[str, Any]) -> str | None:
+    """What in an Ollama chunk (or whole answer) is not of the shape the client reads."""
+    response = chunk.get("response")
+    if response is not None and not isinstance(response, str):
+        return f"'response' is {type(response).__name__}, not text"
+    message = chunk.get("message")
+    if message is not None:
+        if not isinstance(message, Mapping):
+            return f"'message' is {type(message).__name__}, not an object"
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            return f"'message.content' is {type(content).__name__}, not text"
+        calls = message.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            return f"'message.tool_calls' is {type(calls).__name__}, not a list"
+    for name in _NUMBERS:
+        value = chunk.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"'{name}' is {type(value).__name__}, not a number"
+    return None
 
 
 def chunk_text(chunk: Mapping[str, Any]) -> str:
