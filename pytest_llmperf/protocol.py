@@ -45,7 +45,13 @@ def parse_host(value: str | None) -> str:
     if not text:
         return DEFAULT_HOST
     explicit = "://" in text
-    split = urlsplit(text if explicit else f"http://{text}")
+    try:
+        split = urlsplit(text if explicit else f"http://{text}")
+    except ValueError as exc:  # an unclosed [ of an IPv6 address
+        raise ConfigurationError(
+            f"cannot use host {value!r}: {exc}; write it as http://HOST:PORT (IPv6 in "
+            "brackets: http://[::1]:11434)"
+        ) from None
     if split.scheme not in ("http", "https"):
         raise ConfigurationError(
             f"cannot use host {value!r}: the scheme must be http or https, as in "
@@ -62,7 +68,15 @@ def parse_host(value: str | None) -> str:
     hostname = split.hostname or "127.0.0.1"
     if ":" in hostname:
         hostname = f"[{hostname}]"
-    return f"{split.scheme}://{hostname}:{port}{split.path.rstrip('/')}"
+    url = f"{split.scheme}://{hostname}:{port}{split.path.rstrip('/')}"
+    if not (url.isascii() and url.isprintable()):  # rare: ask httpx, which will call it
+        import httpx
+
+        try:
+            httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ConfigurationError(f"cannot use host {value!r}: {exc}") from None
+    return url
 
 
 def body(fields: Mapping[str, Any]) -> dict[str, Any]:
