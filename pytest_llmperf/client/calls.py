@@ -2,7 +2,9 @@
 
 :meth:`Core.run` decides everything about a call (tier, model, cache, host, timeouts,
 retries, fallback, the record) and *yields* the I/O it needs as small step objects: open a
-request, read a body, read the next line, close, sleep, or hand a chunk to the caller. The
+request (:class:`Open`), read a body whole (:class:`ReadBody`), read a stream as it arrives
+(:class:`Stream`), sleep (:class:`Sleep`), or hand a cached chunk to the caller
+(:class:`Emit`). The
 sync and async clients are thin drivers that perform those steps with httpx's sync or async
 API and send the results (or the exceptions) back in. No logic is written twice.
 
@@ -16,9 +18,10 @@ bytes with no newline, never trips it. So the request's timeouts also carry ``du
 :func:`time.perf_counter` value at which the running phase ends (first token, then each
 next chunk within the stall limit, never past the total). The readers check it at every
 part of the body that arrives, and our transports (the async face's
-:mod:`~pytest_llmperf.transport`, the sync face's :mod:`~pytest_llmperf.sync_transport`) cut
-every wait at it, so a call ends on time whatever the server sends. A line of a stream, or a
-body read whole, longer than ``max_line_bytes`` is an :class:`LLMStreamError`.
+:mod:`~pytest_llmperf.client.transport`, the sync face's
+:mod:`~pytest_llmperf.client.sync_transport`) cut every wait at it, so a call ends on time
+whatever the server sends. A line of a stream, or a body read whole, longer than
+``max_line_bytes`` is an :class:`LLMStreamError`.
 """
 
 from __future__ import annotations
@@ -32,19 +35,9 @@ from typing import Any
 
 import httpx
 
-from pytest_llmperf.cache import ResponseCache
-from pytest_llmperf.errors import (
-    ConfigurationError,
-    LLMConnectError,
-    LLMError,
-    LLMServerError,
-    LLMStreamError,
-    LLMTimeoutError,
-    ModelNotFoundError,
-)
-from pytest_llmperf.hosts import HostPool, backoff_s
-from pytest_llmperf.observe.point import OWN
-from pytest_llmperf.protocol import (
+from pytest_llmperf.client.cache import ResponseCache
+from pytest_llmperf.client.hosts import HostPool, backoff_s
+from pytest_llmperf.client.protocol import (
     ROUTES,
     Api,
     Kind,
@@ -58,9 +51,19 @@ from pytest_llmperf.protocol import (
     repeatable,
     to_openai,
 )
-from pytest_llmperf.records import CallRecord, GapSummary
-from pytest_llmperf.tiers import Tiers
-from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
+from pytest_llmperf.client.tiers import Tiers
+from pytest_llmperf.client.timeouts import AdaptiveTimeouts, Limits
+from pytest_llmperf.errors import (
+    ConfigurationError,
+    LLMConnectError,
+    LLMError,
+    LLMServerError,
+    LLMStreamError,
+    LLMTimeoutError,
+    ModelNotFoundError,
+)
+from pytest_llmperf.observe.point import OWN
+from pytest_llmperf.observe.records import CallRecord, GapSummary
 
 perf_counter = time.perf_counter
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -180,7 +183,7 @@ class Call:
 
     ``cache``: ``None`` caches when the answer is repeatable, ``True`` always, ``False``
     never. ``timeout``: ``None`` for the tier's (adaptive) limits, a number for the total
-    limit of every phase, or :class:`~pytest_llmperf.timeouts.Limits`. ``purpose``:
+    limit of every phase, or :class:`~pytest_llmperf.client.timeouts.Limits`. ``purpose``:
     ``call``, ``warm_up`` or ``unload``.
     """
 
@@ -530,15 +533,7 @@ class Core:
         content = _COMPACT.encode(payload).encode()
         trace.digest = blake2b(content, digest_size=8).hexdigest()
         began = perf_counter()
-        waiting = "first_token" if stream and limits.first_token < limits.total else "total"
-        first = limits.first_token if waiting == "first_token" else limits.total
-        timeouts = {
-            "connect": min(limits.connect, limits.total),
-            "read": first,
-            "write": limits.total,
-            "pool": limits.total,
-            "due": began + first,  # the end of the running phase (see the module's doc)
-        }
+        waiting, first, timeouts = _first_phase(limits, stream, began)
         where = _Where(host, trace.model, trace.route, trace.tier)
         reader: StreamReader | None = None
         try:
@@ -546,20 +541,8 @@ class Core:
                 "POST", self._url(host, trace.route), content, timeouts, self.json_headers
             )
             trace.recorded = response.extensions.get("llmperf_recorded")
-        except httpx.TimeoutException as exc:
-            phase = (
-                "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else waiting
-            )
-            limit = timeouts["connect"] if phase == "connect" else first
-            if isinstance(exc, httpx.PoolTimeout):  # waited for a free connection: pool limit
-                limit = timeouts["pool"]
-            raise where.timeout(phase, limit, perf_counter() - began) from None
-        except httpx.TransportError as exc:
-            raise where.unreachable(exc) from None
-        except RuntimeError as exc:
-            if not str(exc).startswith(BLOCKED):
-                raise
-            raise where.blocked(exc) from None
+        except (httpx.TransportError, RuntimeError) as exc:
+            raise _not_opened(exc, where, waiting, timeouts, began) from None
         try:
             if response.status_code != 200:
                 data = yield ReadBody(response, where, self.max_line, timeouts)
@@ -659,6 +642,43 @@ def _with_json_type(headers: Mapping[str, str] | None) -> httpx.Headers:
     if headers:
         merged.update(headers)  # case-insensitive: a caller's content-type replaces ours
     return merged
+
+
+def _not_opened(
+    exc: httpx.TransportError | RuntimeError,
+    where: _Where,
+    waiting: str,
+    timeouts: dict[str, float],
+    began: float,
+) -> Exception:
+    """What a request that got no response headers raises: a timeout in its phase, the host
+    unreachable, or the network blocked (a RuntimeError that is not that is raised again)."""
+    if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx.PoolTimeout):  # waited for a free connection: the pool limit
+            return where.timeout("connect", timeouts["pool"], perf_counter() - began)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return where.timeout("connect", timeouts["connect"], perf_counter() - began)
+        return where.timeout(waiting, timeouts["read"], perf_counter() - began)
+    if isinstance(exc, httpx.TransportError):
+        return where.unreachable(exc)
+    if not str(exc).startswith(BLOCKED):
+        raise exc
+    return where.blocked(exc)
+
+
+def _first_phase(limits: Limits, stream: bool, began: float) -> tuple[str, float, dict[str, float]]:
+    """The phase a request waits in until its headers come, that phase's limit, and the
+    request's httpx timeouts (with ``due``, the end of the phase: see the module's doc)."""
+    waiting = "first_token" if stream and limits.first_token < limits.total else "total"
+    first = limits.first_token if waiting == "first_token" else limits.total
+    timeouts = {
+        "connect": min(limits.connect, limits.total),
+        "read": first,
+        "write": limits.total,
+        "pool": limits.total,
+        "due": began + first,
+    }
+    return waiting, first, timeouts
 
 
 class _Where:

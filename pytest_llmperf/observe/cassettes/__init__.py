@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pytest_llmperf.cassettes.scrub import Scrubber
-from pytest_llmperf.cassettes.session import (
+from pytest_llmperf.observe.cassettes.scrub import Scrubber
+from pytest_llmperf.observe.cassettes.session import (
     MODES,
     CassetteMismatchError,
     CassetteSession,
     parse_timing,
     patched,
 )
-from pytest_llmperf.cassettes.store import Cassette, CassetteError, Interaction
+from pytest_llmperf.observe.cassettes.store import Cassette, CassetteError, Interaction
 
 __all__ = [
     "MODES",

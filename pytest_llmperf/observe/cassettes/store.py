@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.cassettes.matching import key, normal_body
 from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.observe.cassettes.matching import key, normal_body
 
 FORMAT_VERSION = 1
 
@@ -266,7 +266,7 @@ class Cassette:
 
     def closest(self, method: str, uri: str, body: bytes | str | None) -> Interaction | None:
         """The recorded request most like this one: same method and path, fewest differences."""
-        from pytest_llmperf.cassettes.matching import differences, target
+        from pytest_llmperf.observe.cassettes.matching import differences, target
 
         path = target(uri)
         candidates = [i for i in self.interactions if i.method == method.upper()]
