@@ -78,7 +78,16 @@ def parse_host(value: str | None) -> str:
     hostname = split.hostname or "127.0.0.1"
     if ":" in hostname:
         hostname = f"[{hostname}]"
-    url = f"{split.scheme}://{hostname}:{port}{split.path.rstrip('/')}"
+    return _usable(f"{split.scheme}://{hostname}:{port}", split.path.rstrip("/"), value)
+
+
+def _usable(base: str, path: str, value: str | None) -> str:
+    """``base`` and ``path`` as one URL, if httpx can call it."""
+    if path and not path.startswith("/"):  # "http:://": the netloc went into the path
+        raise ConfigurationError(
+            f"cannot use host {value!r}: write it as http://HOST:PORT or http://HOST:PORT/PATH"
+        )
+    url = base + path
     if not (url.isascii() and url.isprintable()):  # rare: ask httpx, which will call it
         import httpx
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import vcr
 
-from pytest_llmperf.cassettes import CassetteError, CassetteSession, patched
 from pytest_llmperf.emulator import EmulatorServer
+from pytest_llmperf.observe.cassettes import CassetteError, CassetteSession, patched
 
 FIX = "It is left as it is; fix or delete it, or record it again with --llm-record-mode rewrite"
 

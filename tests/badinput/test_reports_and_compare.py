@@ -133,6 +133,7 @@ def test_llmperf_report_on_a_bad_file_is_one_line_and_exit_2(
     bad = bad_report(tmp_path, kind)
     assert main(["report", str(bad)]) == 2
     out, err = capsys.readouterr()
+    assert out == ""
     assert err.startswith(
         "llmperf: error: " + BAD_REPORTS[kind].format(role="validation", path=bad)
     ), err

@@ -14,9 +14,16 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.budget import COUNTS, Budget
-from pytest_llmperf.cassettes.for_pytest import check_marker
-from pytest_llmperf.settings import OPTIONS, SESSION_ONLY, Option, Settings, resolve, with_marker
+from pytest_llmperf.judge.budget import COUNTS, Budget
+from pytest_llmperf.plugin.cassettes import check_marker
+from pytest_llmperf.plugin.settings import (
+    OPTIONS,
+    SESSION_ONLY,
+    Option,
+    Settings,
+    resolve,
+    with_marker,
+)
 
 # Values that some setting cannot take; each setting must refuse at least one of them.
 WRONG_VALUES = ("fast", "-1", "nan", "0", "ftp://x", "/")
@@ -153,7 +160,7 @@ def test_a_budget_of_the_wrong_type_or_value_names_the_argument(name: str, kind:
 
 
 def test_a_budget_given_by_position_says_to_use_keywords() -> None:
-    with pytest.raises(ValueError, match="give budgets as keywords, e.g. llm_budget"):
+    with pytest.raises(ValueError, match=r"give budgets as keywords, e\.g\. llm_budget"):
         Budget.from_marker((2.0,), {}, "here")
 
 

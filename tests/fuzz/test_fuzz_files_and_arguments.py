@@ -20,15 +20,15 @@ from fuzz_settings import EXAMPLES
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pytest_llmperf import gate
-from pytest_llmperf.budget import Budget, suite_budgets
-from pytest_llmperf.cassettes import CassetteError
-from pytest_llmperf.cassettes.for_pytest import check_marker
-from pytest_llmperf.cassettes.store import Cassette
 from pytest_llmperf.emulator.faults import parse_fault_header, parse_fault_table
 from pytest_llmperf.emulator.profiles import parse_catalogue
 from pytest_llmperf.errors import ConfigurationError, FaultSpecError, ProfileError
-from pytest_llmperf.settings import OPTIONS, SESSION_ONLY, Settings, with_marker
+from pytest_llmperf.judge import gate
+from pytest_llmperf.judge.budget import Budget, suite_budgets
+from pytest_llmperf.observe.cassettes import CassetteError
+from pytest_llmperf.observe.cassettes.store import Cassette
+from pytest_llmperf.plugin.cassettes import check_marker
+from pytest_llmperf.plugin.settings import OPTIONS, SESSION_ONLY, Settings, with_marker
 
 SCALAR = (
     st.none()

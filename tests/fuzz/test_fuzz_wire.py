@@ -17,7 +17,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pytest_llmperf import ConfigurationError, LLMPerfError, OllamaClient
-from pytest_llmperf.protocol import OpenAIStream, parse_host
+from pytest_llmperf.client.protocol import OpenAIStream, parse_host
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -151,6 +151,7 @@ HOSTISH = st.lists(
 @given(text=st.text(max_size=60) | HOSTISH)
 @example(text="http://[::1")
 @example(text="http://h:99999")
+@example(text="HTTP:://")
 def test_a_host_string_is_a_url_or_a_configuration_error(text: str) -> None:
     try:
         url = parse_host(text)
