@@ -106,7 +106,7 @@ def test_none_mode_never_reaches_the_network(cassette_path: Path) -> None:
     # a listening server would answer; the cassette layer must refuse before connecting
     with (
         patched(CassetteSession(cassette_path, "none")),
-        pytest.raises(CassetteMismatchError, match="has no requests with this method"),
+        pytest.raises(CassetteMismatchError, match="the cassette file does not exist"),
     ):
         httpx.get("http://127.0.0.1:9/api/tags")
 
