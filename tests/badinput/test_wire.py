@@ -251,3 +251,34 @@ def test_a_50_mb_line_fails_the_test_naming_the_setting(pytester: pytest.Pyteste
             "limit of 1048576 bytes (max_line_bytes)*"
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"retries": -1}, "retries=-1: give a whole number >= 0"),
+        ({"retries": "2"}, "retries='2': give a whole number >= 0"),
+        ({"concurrency": 0}, "concurrency=0: give a whole number >= 1"),
+        ({"cooldown_s": float("nan")}, "cooldown_s=nan: give a number of seconds >= 0"),
+        ({"max_line_bytes": "16MiB"}, "max_line_bytes='16MiB': give a whole number of bytes"),
+        ({"api": "vllm"}, "unknown api 'vllm': use 'ollama' or 'openai'"),
+        ({"host": 11434}, "host=11434: give a host string (as http://127.0.0.1:11434), a list"),
+        ({"host": "ftp://h"}, "cannot use host 'ftp://h': the scheme must be http or https"),
+    ],
+    ids=[
+        "retries",
+        "retries-text",
+        "concurrency",
+        "cooldown",
+        "line-limit",
+        "api",
+        "host",
+        "scheme",
+    ],
+)
+def test_a_client_option_of_the_wrong_type_or_value_is_refused(
+    face: Callable[..., Face], options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        face(**{"host": "http://127.0.0.1:9", **options})
+    assert str(caught.value).startswith(message)
