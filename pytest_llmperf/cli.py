@@ -1,6 +1,7 @@
-"""The ``llmperf`` command: ``serve`` runs the Ollama emulator on a port; ``compare`` gates a
-run's validation report against a baseline's; ``report`` shows a report, or writes it as a
-self-contained HTML page."""
+"""The ``llmperf`` command: ``validate`` runs the bundled validation scenarios against a
+server (the embedded emulator by default); ``serve`` runs the Ollama emulator on a port;
+``compare`` gates a run's validation report against a baseline's; ``report`` shows a report,
+or writes it as a self-contained HTML page."""
 
 from __future__ import annotations
 
@@ -87,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a real GGUF model through llama.cpp under NAME (repeatable)",
     )
     serve.add_argument(
+        "--gguf-threads",
+        type=_positive,
+        help="llama.cpp threads for the --gguf models (default: half the cores)",
+    )
+    serve.add_argument(
         "--num-parallel", type=_positive, help="requests at once per model (OLLAMA_NUM_PARALLEL)"
     )
     serve.add_argument(
@@ -103,9 +109,81 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    _add_validate(commands)
     _add_compare(commands)
     _add_report(commands)
     return parser
+
+
+def _add_validate(commands: Any) -> None:
+    validate = commands.add_parser(
+        "validate",
+        help="run the validation scenarios against a server and write the optimization report",
+        description=(
+            "Run the bundled scenarios (architecture, functionality, performance) through "
+            "pytest-llmperf against TARGET: the embedded emulator (default) or Ollama-"
+            "compatible servers. Writes llm_dev_validation_YYYYMMDD_HHMMSS.json (the "
+            "report, with the scenarios and the optimizations measured) and "
+            "performance_recommendations.json in --out. Exit status: 0 every required "
+            "scenario passed (expected failures are not failures), 1 one failed or the "
+            "baseline gate found a regression, 2 bad input or a run that could not be made."
+        ),
+    )
+    validate.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="emulator|URL",
+        help="'emulator' (default: two embedded emulators) or a server's URL; repeat for a pool",
+    )
+    validate.add_argument(
+        "--gguf",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="the embedded emulator serves this GGUF model through llama.cpp, as the fast "
+        "tier unless --tier fast=... says otherwise (repeatable)",
+    )
+    validate.add_argument(
+        "--tier",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="the model of a tier (default fast=llama3.2:1b balanced=llama3.2:3b "
+        "complex=llama3:8b; repeatable)",
+    )
+    validate.add_argument(
+        "--out",
+        type=Path,
+        default=Path("llmperf-validation"),
+        metavar="DIR",
+        help="where the files go (default ./llmperf-validation/)",
+    )
+    validate.add_argument(
+        "--html", action="store_true", help="also write the report as an HTML page beside it"
+    )
+    validate.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="FILE",
+        help="gate the run against this earlier report; a latency regression exits 1",
+    )
+    validate.add_argument(
+        "--time-scale",
+        type=_above_zero,
+        metavar="X",
+        help="the target's delays relative to real time: the embedded emulator runs at it "
+        "(default 0.1) and the budgets scale with it (default 1 for a URL)",
+    )
+
+
+def _above_zero(value: str) -> float:
+    number = _scale(value)
+    if number == 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a number above 0 (0.1: ten times faster), got {value!r}"
+        )
+    return number
 
 
 def _argument(parse: Callable[[str], float]) -> Callable[[str], float]:
@@ -178,6 +256,8 @@ def _add_report(commands: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "validate":
+            return _validate(args)
         if args.command == "serve":
             return _serve(args)
         if args.command == "compare":
@@ -198,12 +278,28 @@ def _serve(args: argparse.Namespace) -> int:
         args.profiles,
         args.gguf,
         args.time_scale,
+        gguf_threads=args.gguf_threads,
         num_parallel=args.num_parallel,
         max_queue=args.max_queue,
         max_loaded_models=args.max_loaded_models,
     )
     serve_forever(app, args.host, args.port, args.log_level)
     return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from pytest_llmperf.validate.command import Options, run
+
+    options = Options(
+        targets=tuple(args.target),
+        gguf=tuple(args.gguf),
+        tiers=tuple(args.tier),
+        out=args.out,
+        html=args.html,
+        baseline=args.baseline,
+        time_scale=args.time_scale,
+    )
+    return run(options)
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
@@ -86,14 +87,30 @@ class Request:
             raise HTTPError(400, str(exc)) from None
 
 
+# A part of a streamed body that comes within this long of the previous write waits with the
+# others that follow it, and they go out together when this long has passed since that write.
+GATHER_S = 0.005
+
+
 class Responder:
-    """Writes one HTTP response through ASGI ``send``."""
+    """Writes one HTTP response through ASGI ``send``.
+
+    A part of a streamed body that finds the stream idle goes out at once. The parts that
+    follow it closely (a fast model's tokens) are gathered and go out together, at most one
+    write every :data:`GATHER_S`: a burst then costs a few writes, and a few wake-ups of the
+    client, instead of one per token, and no part waits longer than that.
+    """
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self.started = False
         self.finished = False  # the last part of the body has gone out
         self.hung_up = False  # the client hung up before the answer was complete
+        self._loop = asyncio.get_running_loop()
+        self._sent_at = -math.inf  # when the last part of the body went out, loop clock
+        self._gathered: list[bytes] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Task[None] | None = None
 
     async def start(self, status: int, media_type: str) -> None:
         self.started = True
@@ -102,7 +119,39 @@ class Responder:
 
     async def body(self, data: bytes, more: bool = False) -> None:
         self.finished = not more
+        if more and (self._gathered or self._loop.time() - self._sent_at < GATHER_S):
+            self._gathered.append(data)
+            if self._timer is None:
+                self._timer = self._loop.call_at(self._sent_at + GATHER_S, self._write_gathered)
+            return
+        await self.flush()
+        self._sent_at = self._loop.time()
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def flush(self) -> None:
+        """Send what has been gathered now (after a write under way)."""
+        if self._gathered:
+            self._write_gathered()
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+
+    def close(self) -> None:
+        """The request is over: drop what has not gone out (its client has hung up)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._gathered = []
+
+    def _write_gathered(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        data, self._gathered = b"".join(self._gathered), []
+        message = {"type": "http.response.body", "body": data, "more_body": True}
+        self._sent_at = self._loop.time()
+        self._writing = self._loop.create_task(_write(self._send, message, self._writing))
+        self._writing.add_done_callback(_retrieved)
 
     async def whole(self, status: int, media_type: str, data: bytes) -> None:
         await self.start(status, media_type)
@@ -110,6 +159,18 @@ class Responder:
 
     async def json(self, obj: Any, status: int = 200) -> None:
         await self.whole(status, wire.JSON, wire.dumps(obj))
+
+
+async def _write(send: Send, message: Mapping[str, Any], after: asyncio.Task[None] | None) -> None:
+    if after is not None:
+        await after
+    await send(message)
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """A gathered write that fails is seen by the next ``flush``; none may follow it."""
+    if not task.cancelled():
+        task.exception()
 
 
 Handler = Callable[["EmulatorApp", Request, Responder], Awaitable[None]]
@@ -122,6 +183,8 @@ class EmulatorApp:
         self, catalogue: Catalogue | None = None, extra_backends: Iterable[Backend] = ()
     ) -> None:
         self.engine = Engine(catalogue or load_catalogue(), extra_backends)
+        self.in_flight = 0  # HTTP requests being answered now
+        self.answered = 0  # HTTP requests answered (or given up by their client) so far
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -134,6 +197,7 @@ class EmulatorApp:
         task = asyncio.current_task()
         assert task is not None
         watch = asyncio.get_running_loop().create_task(_hang_up(receive, responder, task))
+        self.in_flight += 1
         try:
             await self._answer(request, responder)
         except asyncio.CancelledError:
@@ -143,6 +207,9 @@ class EmulatorApp:
                 task.uncancel()
         finally:
             watch.cancel()
+            responder.close()
+            self.in_flight -= 1
+            self.answered += 1
 
     async def _answer(self, request: Request, responder: Responder) -> None:
         handler, family = _route(request.method, request.path)
@@ -178,6 +245,19 @@ class EmulatorApp:
             entry["context_length"] = loaded.backend.profile.context_length
             models.append(entry)
         await out.json({"models": models})
+
+    async def stats(self, request: Request, out: Responder) -> None:
+        """``GET /llmperf/stats``: the emulator's own counters (not an Ollama route)."""
+        engine = self.engine
+        await out.json(
+            {
+                "requests": engine.requests_served,
+                "requests_by_model": engine.requests_by_model(),
+                "http_requests": self.answered,
+                "in_flight": self.in_flight - 1,  # (not counting this request)
+                "loaded_models": [m.backend.profile.name for m in engine.scheduler.loaded()],
+            }
+        )
 
     async def show(self, request: Request, out: Responder) -> None:
         body = request.json()
@@ -438,7 +518,11 @@ async def _answer_stream(
         elif isinstance(event, Done):
             await out.body(shape.final(event))
             return
-        event = await events.__anext__()
+        try:
+            event = await events.__anext__()
+        except DropConnection:
+            await out.flush()  # the chunks before the drop reach the client
+            raise
 
 
 async def _answer_whole(
@@ -661,6 +745,7 @@ _ROUTES: dict[tuple[str, str], tuple[Handler, ErrorShape]] = {
     ("POST", "/v1/completions"): (EmulatorApp.openai_completion, wire.openai_error),
     ("POST", "/v1/embeddings"): (EmulatorApp.openai_embeddings, wire.openai_error),
     ("GET", "/v1/models"): (EmulatorApp.openai_models, wire.openai_error),
+    ("GET", "/llmperf/stats"): (EmulatorApp.stats, None),
 }
 
 

@@ -109,7 +109,7 @@ class Engine:
             self.backends[backend.profile.name] = backend
         self._pulled: set[str] = set()
         self._request_numbers: dict[str, int] = {}
-        self.requests_served = 0
+        self.requests_served = 0  # requests that reached a model (503s and injected faults too)
 
     # --- models -------------------------------------------------------------------------
 
@@ -126,6 +126,10 @@ class Engine:
         if any(f.kind is FaultKind.UNKNOWN_MODEL for f in faults) or not self.is_available(name):
             raise ModelNotFound(model)
         return self.backends[name]
+
+    def requests_by_model(self) -> dict[str, int]:
+        """How many requests each model has had (the count its profile's ``every`` faults use)."""
+        return dict(sorted(self._request_numbers.items()))
 
     def mark_pulled(self, name: str) -> None:
         self._pulled.add(name)
@@ -259,7 +263,11 @@ async def _strike(
             continue
         if fault.kind in (FaultKind.STALL, FaultKind.SLOW_FIRST_TOKEN):
             paused = time.perf_counter()
-            await asyncio.sleep(fault.seconds)
+            pacing.running.clear()
+            try:
+                await asyncio.sleep(fault.seconds)
+            finally:
+                pacing.running.set()
             pacing.paused_s += time.perf_counter() - paused
         elif fault.kind is FaultKind.ERROR_LINE:
             return remaining, ErrorLine(fault.error_message)

@@ -22,10 +22,22 @@ class _QuietDrops(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], DropConnection))
 
 
+# Ollama's server (Go's net/http with no IdleTimeout) keeps an idle connection open until
+# the client closes it; uvicorn closes one after 5 s by default, and a client that sends its
+# next request just as that close arrives gets a reset or an empty answer (httpx's ReadError):
+# found by the soak benchmark, where idle pooled connections were seldom used for a while.
+IDLE_CONNECTION_S = 24 * 3600
+
+
 def _config(app: EmulatorApp, log_level: str) -> uvicorn.Config:
     logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
     return uvicorn.Config(
-        app, log_level=log_level, lifespan="on", access_log=False, timeout_graceful_shutdown=1
+        app,
+        log_level=log_level,
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=IDLE_CONNECTION_S,
     )
 
 

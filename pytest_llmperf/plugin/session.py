@@ -17,6 +17,7 @@ from pytest_llmperf.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from pytest_llmperf.judge.gate import Comparison
+    from pytest_llmperf.observe.records import CallDict
     from pytest_llmperf.plugin.settings import Settings
 
 
@@ -33,7 +34,7 @@ class RunSession:
         self.problems: list[str] = []
         self.baseline: dict[str, Any] | None = None
         self.comparison: Comparison | None = None
-        self.session_calls: list[dict[str, object]] = []  # calls made outside any test
+        self.session_calls: list[CallDict] = []  # calls made outside any test
 
     def read_baseline(self) -> None:
         """Read the baseline now: a bad path should not cost a whole run."""
@@ -87,14 +88,12 @@ class RunSession:
             self._write()
 
     def _build(self) -> dict[str, Any]:
-        import dataclasses
-
         from pytest_llmperf.report import document
 
         collector = document.Collector()
         for report in self.reports:
             collector.add(report.nodeid, report.when, report.outcome, report.duration, report)
-        settings = dataclasses.asdict(self.settings)
+        settings = self.settings.to_json()
         return document.build(collector, settings, self.started, time.time(), self.session_calls)
 
     def _write(self) -> None:

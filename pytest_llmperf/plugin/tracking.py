@@ -93,7 +93,7 @@ class Tracker:
     def __init__(self, settings: Settings) -> None:
         self.router = RecordRouter()
         self.budget_mode = settings.budget_mode
-        self.suite_budgets: Mapping[str, _budget.Budget] = _budget.suite_budgets(settings.budgets)
+        self.suite_budgets: Mapping[str, _budget.Budget] = settings.budgets
 
     def claim(self, item: pytest.Item) -> Recorder:
         """``item``'s recorder: the one current now if the test began before we were here."""

@@ -64,6 +64,8 @@ class Collector:
             entry.outcome = "error" if outcome == "failed" and when != "call" else outcome
         if when == "setup" and outcome == "skipped":
             entry.outcome = "skipped"
+        if when == "call" and hasattr(extra, "wasxfail"):  # pytest.mark.xfail, as expected
+            entry.outcome = "xfailed" if outcome == "skipped" else "xpassed"
         calls = getattr(extra, "llm_calls", None)
         if calls:
             entry.calls.extend(calls)
@@ -147,8 +149,6 @@ def build(
     tells whether the run was in CI.
     """
     tests = sorted(collector.tests.values(), key=lambda entry: entry.nodeid)
-    judged = [t for t in tests if t.outcome != "skipped"]
-    passed = sum(1 for t in judged if t.outcome == "passed")
     test_calls = [call for t in tests for call in t.calls]
     every_call = [*test_calls, *session_calls]
     entries = [
@@ -168,19 +168,7 @@ def build(
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run": run,
-        "summary": {
-            "tests": len(tests),
-            "passed": passed,
-            "failed": sum(1 for t in judged if t.outcome in ("failed", "error")),
-            "skipped": len(tests) - len(judged),
-            "budget_violations": sum(len(t.violations) for t in tests),
-            "calls": len(test_calls),
-            "session_calls": len(session_calls),
-            "success_rate": passed / len(judged) if judged else None,
-            "success": f"{round(100 * passed / len(judged))}% ({passed}/{len(judged)})"
-            if judged
-            else "no tests",
-        },
+        "summary": _summary(tests, len(test_calls), len(session_calls)),
         "tests": entries,
         "session": {"calls": list(session_calls)},
         "models": model_statistics(every_call),
@@ -189,6 +177,26 @@ def build(
     if server is not None:
         data["server"] = dict(server)
     return data
+
+
+def _summary(tests: Sequence[TestEntry], calls: int, session_calls: int) -> dict[str, Any]:
+    # an expected failure is neither judged nor a failure, as in pytest's own summary
+    judged = [t for t in tests if t.outcome not in ("skipped", "xfailed")]
+    passed = sum(1 for t in judged if t.outcome in ("passed", "xpassed"))
+    return {
+        "tests": len(tests),
+        "passed": passed,
+        "failed": sum(1 for t in judged if t.outcome in ("failed", "error")),
+        "skipped": sum(1 for t in tests if t.outcome == "skipped"),
+        "xfailed": sum(1 for t in tests if t.outcome == "xfailed"),
+        "budget_violations": sum(len(t.violations) for t in tests),
+        "calls": calls,
+        "session_calls": session_calls,
+        "success_rate": passed / len(judged) if judged else None,
+        "success": f"{round(100 * passed / len(judged))}% ({passed}/{len(judged)})"
+        if judged
+        else "no tests",
+    }
 
 
 def _run_section(

@@ -331,6 +331,7 @@ def render(report: Mapping[str, Any]) -> str:
     body = [
         _header(report),
         _summary(report),
+        _scenarios(report.get("scenarios")),
         _section("models", "Models", _models_table(report["models"])),
         _charts(go, figures, answered, report),
         _recommendations(report.get("recommendations") or []),
@@ -439,6 +440,42 @@ def _summary(report: Mapping[str, Any]) -> str:
         for label, value, kind in cards
     )
     return _section("summary", "Summary", f'<div class="cards">{items}</div>')
+
+
+def _scenarios(section: Any) -> str:
+    """The groups and scenarios ``llmperf validate`` ran (its reports have them)."""
+    if not isinstance(section, Mapping) or not section.get("items"):
+        return ""
+    groups = [g for g in section.get("groups") or () if isinstance(g, Mapping)]
+    cards = "".join(
+        f'<div class="card {"good" if g.get("ok") else "bad"}">'
+        f'<div class="value">{_e(g.get("success"))}</div>'
+        f'<div class="label">{_e(g.get("name"))}'
+        + (f", {_e(g['expected_failures'])} expected to fail" if g.get("expected_failures") else "")
+        + "</div></div>"
+        for g in groups
+    )
+    rows = [
+        (
+            "bad" if item.get("outcome") in ("failed", "error", "xpassed") else "",
+            [
+                _e(item.get("group")),
+                _e(item.get("title")),
+                f'<span class="outcome {_e(item.get("outcome"))}">{_e(item.get("outcome"))}</span>',
+                _seconds(item.get("duration_s")),
+                _e(item.get("message") or ""),
+            ],
+        )
+        for item in section["items"]
+        if isinstance(item, Mapping)
+    ]
+    table = _table(["group", "scenario", "outcome", "time", "why"], rows, numeric=(3,))
+    target = section.get("target") or {}
+    note = _note(
+        f"llmperf validate on {target.get('kind', '?')}: {', '.join(target.get('hosts') or ())}"
+        f" (time scale {target.get('time_scale', 1)})"
+    )
+    return _section("scenarios", "Scenarios", note + f'<div class="cards">{cards}</div>' + table)
 
 
 def _models_table(models: Mapping[str, Mapping[str, Any]]) -> str:
@@ -758,7 +795,8 @@ code { font: 12.5px ui-monospace, "DejaVu Sans Mono", monospace; overflow-wrap: 
 .chart { margin: 6px 0 12px; }
 .outcome.passed { color: #1a7f37; }
 .outcome.failed, .outcome.error { color: #cf222e; font-weight: 600; }
-.outcome.skipped { color: #5b6472; }
+.outcome.skipped, .outcome.xfailed { color: #5b6472; }
+.outcome.xpassed { color: #cf222e; font-weight: 600; }
 .recommendation { border-left: 4px solid #8c959f; padding: 6px 12px; margin: 10px 0;
   background: #fafbfc; }
 .recommendation p { margin: 4px 0; }

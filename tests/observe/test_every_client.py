@@ -12,14 +12,24 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from noise import slack
 
 from pytest_llmperf import EmulatorServer
 from pytest_llmperf.emulator import Catalogue
+
+
+# The cassette takes a chunk's time as it leaves the network, the measurement as it reaches
+# the client, a few statements later; the emulator's thread in this process may hold the
+# GIL in between, for up to a switch interval (5 ms), and a loaded machine adds its lateness.
+def tolerance() -> float:
+    return slack(0.002 + sys.getswitchinterval(), 0.03)
+
 
 APP = """
 import asyncio
@@ -249,14 +259,15 @@ def test_every_client_is_measured_judged_and_replayed(
     assert {name: [_same_call(c) for c in found] for name, found in again.items()} == {
         name: [_same_call(c) for c in found] for name, found in calls.items()
     }
+    close = tolerance()
     for name, found in again.items():
         (was,), (now,) = calls[name], found
         if now["source"] == "requests":  # vcrpy's cassettes keep no timing
             continue
         assert now["timing"] == "recorded"
-        assert now["total_s"] == pytest.approx(was["total_s"], rel=0.05), name
+        assert now["total_s"] == pytest.approx(was["total_s"], rel=0.05, abs=close), name
         if was["ttft_s"] is not None:
-            assert now["ttft_s"] == pytest.approx(was["ttft_s"], rel=0.05, abs=0.002), name
+            assert now["ttft_s"] == pytest.approx(was["ttft_s"], rel=0.05, abs=close), name
 
     spread, parallel = app(server.url, "--llm-record-mode", "none", "-n", "2")
     spread.assert_outcomes(failed=len(CLIENTS), passed=len(CLIENTS))
@@ -436,10 +447,11 @@ def test_our_clients_replayed_calls_keep_the_times_measured_live(
     server.stop()
     pytester.runpytest(*OPTIONS, "--llm-host", server.url).assert_outcomes(passed=1)
     again = _calls(json.loads((pytester.path / "report.json").read_text(encoding="utf-8")))
+    close = tolerance()
     for was, now in zip(live["test_first_calls"], again["test_first_calls"], strict=True):
         assert (was["timing"], now["timing"]) == ("live", "recorded")
-        assert now["total_s"] == pytest.approx(was["total_s"], rel=0.05, abs=0.002)
-        assert now["ttft_s"] == pytest.approx(was["ttft_s"], rel=0.05, abs=0.002)
+        assert now["total_s"] == pytest.approx(was["total_s"], rel=0.05, abs=close)
+        assert now["ttft_s"] == pytest.approx(was["ttft_s"], rel=0.05, abs=close)
 
 
 def test_calls_from_threads_and_tasks_the_test_started_are_its_own(
