@@ -18,6 +18,9 @@ def write_atomically(path: Path, text: str, *, mode: int | None = None) -> None:
     try:
         if path.exists() and not path.is_file():
             raise IsADirectoryError(21, "it is not a regular file", str(path))
+        above = next(parent for parent in path.absolute().parents if parent.exists())
+        if not above.is_dir():
+            raise NotADirectoryError(20, f"{above} is a file, not a folder", str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         if mode is not None:

@@ -43,6 +43,7 @@ from pytest_llmperf.client.protocol import (
     Kind,
     OpenAIStream,
     ServerStats,
+    chunk_problem,
     chunk_text,
     error_text,
     from_openai,
@@ -469,6 +470,11 @@ class Core:
         if call.purpose != "call":  # a warm-up loads the model: limits of warm calls don't fit
             return self.timeouts.ceiling(tier)
         if call.timeout is not None:
+            if isinstance(call.timeout, bool) or not isinstance(call.timeout, (int, float)):
+                raise ConfigurationError(
+                    f"timeout={call.timeout!r}: give a number of seconds above 0 (the total "
+                    "limit of every phase) or Limits(total=..., first_token=..., stall=...)"
+                )
             total = float(call.timeout)
             return Limits(total=total, first_token=total, stall=total, connect=min(5.0, total))
         return self.timeouts.limits(model, tier)
@@ -582,7 +588,15 @@ class Core:
                 host=where.host,
                 model=where.model,
             )
-        return from_openai(call.kind, answer) if self.api == "openai" else answer
+        if self.api == "openai":
+            try:
+                answer = from_openai(call.kind, answer)
+            except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+                raise where.bad_shape("the answer", data, "not an OpenAI answer") from None
+        problem = chunk_problem(answer)
+        if problem is not None:
+            raise where.bad_shape("the answer", data, problem)
+        return answer
 
     # --- calls that are not generations ---------------------------------------------------
 
@@ -822,6 +836,15 @@ class _Where:
             )
         return value
 
+    def bad_shape(self, what: str, data: bytes, problem: str) -> LLMStreamError:
+        return LLMStreamError(
+            f"{self.label}: {what} is not of the shape the client reads ({problem}: "
+            f"{data[:80]!r}); is the host the server you meant, and does api= (ollama or "
+            "openai) match it?",
+            host=self.host,
+            model=self.model,
+        )
+
     def decode_line(self, line: bytes) -> dict[str, Any]:
         try:
             value = json.loads(line)
@@ -936,6 +959,9 @@ class StreamReader:
                 return None
         if "error" in chunk:
             raise self.where.stream_error(chunk, len(self.chunks))
+        problem = chunk_problem(chunk)
+        if problem is not None:
+            raise self.where.bad_shape("a line of the stream", line, problem)
         if chunk_text(chunk):
             self.trace.text_at(now)
         self.chunks.append(chunk)

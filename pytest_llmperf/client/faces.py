@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import math
 import os
 import time
 import urllib.request
@@ -106,7 +107,27 @@ def _hosts(host: str | Sequence[str] | None) -> list[str]:
         return [parse_host(os.environ.get("OLLAMA_HOST"))]
     if isinstance(host, str):
         return [parse_host(host)]
+    if not isinstance(host, Sequence) or not all(isinstance(item, str) for item in host):
+        raise ConfigurationError(
+            f"host={host!r}: give a host string (as http://127.0.0.1:11434), a list of them, "
+            "or a HostPool"
+        )
     return [parse_host(item) for item in host]
+
+
+def _count(name: str, value: object, least: int) -> int:
+    """``value`` if it is a whole number >= ``least``, else a ConfigurationError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigurationError(f"{name}={value!r}: give a whole number >= {least}")
+    return value
+
+
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name}={value!r}: give a number of seconds >= 0")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"{name}={value!r}: give a number of seconds >= 0")
+    return float(value)
 
 
 def _images(images: Sequence[str | bytes] | None) -> list[str] | None:
@@ -153,13 +174,13 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT, HttpT]):
             cache=cache,
             timeouts=timeouts,
             fallback=fallback,
-            retries=retries,
+            retries=_count("retries", retries, 0),
             cooldown_s=cooldown_s,
             headers=headers,
             on_record=on_record,
             max_line_bytes=max_line_bytes,
         )
-        self.concurrency = concurrency
+        self.concurrency = _count("concurrency", concurrency, 1)
         self._owns_http = http is None
         self.lanes: Lanes[HttpT]
         if isinstance(http, Lanes):
@@ -445,6 +466,7 @@ def _core(
 ) -> Core:
     if isinstance(tiers, Mapping):
         tiers = Tiers(dict(tiers))
+    cooldown_s = _seconds("cooldown_s", cooldown_s)
     pool = host if isinstance(host, HostPool) else HostPool(_hosts(host), cooldown_s=cooldown_s)
     return Core(
         pool,

@@ -55,7 +55,13 @@ def parse_host(value: str | None) -> str:
     if not text:
         return DEFAULT_HOST
     explicit = "://" in text
-    split = urlsplit(text if explicit else f"http://{text}")
+    try:
+        split = urlsplit(text if explicit else f"http://{text}")
+    except ValueError as exc:  # an unclosed [ of an IPv6 address
+        raise ConfigurationError(
+            f"cannot use host {value!r}: {exc}; write it as http://HOST:PORT (IPv6 in "
+            "brackets: http://[::1]:11434)"
+        ) from None
     if split.scheme not in ("http", "https"):
         raise ConfigurationError(
             f"cannot use host {value!r}: the scheme must be http or https, as in "
@@ -72,7 +78,24 @@ def parse_host(value: str | None) -> str:
     hostname = split.hostname or "127.0.0.1"
     if ":" in hostname:
         hostname = f"[{hostname}]"
-    return f"{split.scheme}://{hostname}:{port}{split.path.rstrip('/')}"
+    return _usable(f"{split.scheme}://{hostname}:{port}", split.path.rstrip("/"), value)
+
+
+def _usable(base: str, path: str, value: str | None) -> str:
+    """``base`` and ``path`` as one URL, if httpx can call it."""
+    if path and not path.startswith("/"):  # "http:://": the netloc went into the path
+        raise ConfigurationError(
+            f"cannot use host {value!r}: write it as http://HOST:PORT or http://HOST:PORT/PATH"
+        )
+    url = base + path
+    if not (url.isascii() and url.isprintable()):  # rare: ask httpx, which will call it
+        import httpx
+
+        try:
+            httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ConfigurationError(f"cannot use host {value!r}: {exc}") from None
+    return url
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -217,10 +240,17 @@ class OpenAIStream:
         self.calls: dict[int, dict[str, str]] = {}
 
     def feed(self, line: str) -> dict[str, Any] | None:
-        """One line in; a chunk out, or ``None`` for lines that carry no chunk."""
+        """One line in; a chunk out, or ``None`` for lines that carry no chunk; an event of a
+        shape this does not read is an ``error`` chunk saying so."""
         if not line.startswith("data:"):
             return None
         data = line[5:].strip()
+        try:
+            return self._event(data)
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+            return {"error": f"an event of the stream has an unexpected shape: {data[:80]!r}"}
+
+    def _event(self, data: str) -> dict[str, Any] | None:
         if data == "[DONE]":
             return self._final()
         try:
@@ -297,6 +327,38 @@ def _error_text(error: Any) -> str:
 
 
 # --- chunks and answers -----------------------------------------------------------------
+
+
+_NUMBERS = (
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
+
+
+def chunk_problem(chunk: Mapping[str, Any]) -> str | None:
+    """What in an Ollama chunk (or whole answer) is not of the shape the client reads."""
+    response = chunk.get("response")
+    if response is not None and not isinstance(response, str):
+        return f"'response' is {type(response).__name__}, not text"
+    message = chunk.get("message")
+    if message is not None:
+        if not isinstance(message, Mapping):
+            return f"'message' is {type(message).__name__}, not an object"
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            return f"'message.content' is {type(content).__name__}, not text"
+        calls = message.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            return f"'message.tool_calls' is {type(calls).__name__}, not a list"
+    for name in _NUMBERS:
+        value = chunk.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"'{name}' is {type(value).__name__}, not a number"
+    return None
 
 
 def chunk_text(chunk: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ unload calls are not judged.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -98,6 +99,8 @@ def _checked(name: str, value: Any, where: str) -> Any:
         raise ValueError(f"{where}: {name}={value!r} must be {kind}")
     if name in COUNTS and not isinstance(value, int):
         raise ValueError(f"{where}: {name}={value!r} must be a whole number")
+    if not math.isfinite(value):  # nan passed every comparison, so no call was ever over it
+        raise ValueError(f"{where}: {name}={value!r} must be a finite number above 0")
     if value <= 0 and not (name in COUNTS and value == 0 and name != "runs"):
         raise ValueError(f"{where}: {name}={value!r} must be above 0")
     return value

@@ -84,6 +84,8 @@ def parse_alpha(value: str) -> float:
 def load(path: Path, role: str) -> dict[str, Any]:
     """A report read back from ``path``; anything unreadable is a ConfigurationError."""
     fix = f"make one with `pytest --llm-report {path}`"
+    if path.exists() and not path.is_file():  # a folder, or a pipe that would block the read
+        raise ConfigurationError(f"the {role} report {path} is not a regular file; {fix}")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -96,12 +98,13 @@ def load(path: Path, role: str) -> dict[str, Any]:
         ) from None
     try:
         data = json.loads(text, parse_constant=_no_constant)
-    except (json.JSONDecodeError, ValueError) as exc:
-        where = (
-            f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            if isinstance(exc, json.JSONDecodeError)
-            else str(exc)
-        )
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            where = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        elif isinstance(exc, RecursionError):
+            where = "it is nested too deeply"
+        else:
+            where = str(exc)
         raise ConfigurationError(f"the {role} report {path} is not JSON ({where}); {fix}") from None
     if not isinstance(data, dict) or not isinstance(data.get("tests"), list):
         raise ConfigurationError(

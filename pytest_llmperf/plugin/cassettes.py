@@ -2,13 +2,15 @@
 
 ``@pytest.mark.llm_cassette`` uses ``{llm_cassette_dir}/{module path}/{Class.}{test}.yaml``
 (the module's path from the rootdir without ``.py``, so same-named modules and tests in
-different classes each get their own);
+different classes each get their own; a name past 200 bytes, from a long parametrize id, keeps
+its start and ends in a digest of the whole);
 ``@pytest.mark.llm_cassette("shared/story.yaml")`` names a file under the folder (``.json``
 for JSON); ``record_mode=`` and ``timing=`` override the settings for that test.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -59,11 +61,26 @@ def cassette_path(item: pytest.Item, settings: Settings, name: str | None) -> Pa
         module = Path(module.name)
     cls = getattr(item, "cls", None)
     name = f"{cls.__name__}.{item.name}" if cls is not None else item.name
-    test = re.sub(r"[^\w.-]+", "-", name).strip("-")
+    test = _fitting(re.sub(r"[^\w.-]+", "-", name).strip("-"))
     # beside pytest-recording's cassette of the same test (which, for a test module at the
     # rootdir, has this very path): a name of our own
     kind = ".llm" if item.get_closest_marker(VCR_MARKER) is not None else ""
     return folder / module / f"{test}{kind}.yaml"
+
+
+# Most file systems take names of up to 255 bytes; the cassette's scratch and sibling files
+# (".NAME.XXXXXXXX.tmp", "NAME.other.yaml.rewrite") add up to 30 to the test's part.
+LONGEST_NAME = 200
+
+
+def _fitting(test: str) -> str:
+    """The test's part of a cassette name, shortened to fit: a long parametrize id keeps its
+    start and gets a digest of the whole, so each test still has its own cassette."""
+    if len(test.encode("utf-8")) <= LONGEST_NAME:
+        return test
+    digest = hashlib.sha256(test.encode("utf-8")).hexdigest()[:16]
+    start = test.encode("utf-8")[: LONGEST_NAME - len(digest) - 1].decode("utf-8", "ignore")
+    return f"{start}-{digest}"
 
 
 def open_session(item: pytest.Item, settings: Settings) -> CassetteSession:

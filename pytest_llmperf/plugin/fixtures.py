@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import pytest
 
@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from pytest_llmperf.plugin.runtime import Runtime
 
 ClientT = TypeVar("ClientT")
+
+
+def _fail(message: str) -> NoReturn:
+    """Fail the test with ``message`` alone: called in an ``except`` block, ``pytest.fail``
+    would print the error twice ("During handling of the above exception...")."""
+    raise pytest.fail.Exception(message, pytrace=False) from None
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +52,7 @@ def ollama_emulator(llm_settings: _settings.Settings) -> Iterator[EmulatorServer
         )
         server = EmulatorServer(app)
     except ConfigurationError as exc:
-        pytest.fail(f"cannot start the ollama_emulator fixture: {exc}", pytrace=False)
+        _fail(f"cannot start the ollama_emulator fixture: {exc}")
     with server:
         yield server
 
@@ -127,7 +133,7 @@ def _fixture_call(
     try:
         return make(settings, _emulator_url(request))
     except ConfigurationError as exc:
-        pytest.fail(f"cannot make the LLM client: {exc}", pytrace=False)
+        _fail(f"cannot make the LLM client: {exc}")
 
 
 @pytest.fixture
@@ -169,10 +175,10 @@ def llm_cassette(
     try:
         session = open_session(request.node, llm_test_settings)
     except CassetteError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        _fail(str(exc))
     with patched(session):
         yield session
     try:
         session.save(passed=request.node.stash.get(PASSED_KEY, False))
     except CassetteError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        _fail(str(exc))

@@ -272,6 +272,26 @@ def _size(value: str) -> int:
     return int(digits) * _UNITS[unit]
 
 
+def _duration(value: str) -> str:
+    from pytest_llmperf.emulator.keepalive import parse_go_duration
+
+    try:
+        parse_go_duration(value)
+    except ValueError:
+        raise ValueError(
+            "write a duration as Ollama takes it: 30m, 1h30m, 90s, 0 (unload at once) or -1 "
+            "(keep loaded)"
+        ) from None
+    return value.strip()
+
+
+def _gguf(value: str) -> str:
+    name, sep, path = value.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise ValueError("write NAME=PATH, as stories=models/stories260K.gguf")
+    return value.strip()
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "enabled",
@@ -299,7 +319,7 @@ OPTIONS: tuple[Option, ...] = (
         "llm_emulator_gguf",
         "LLMPERF_EMULATOR_GGUF",
         "NAME=PATH of a GGUF model the emulator serves through llama.cpp (repeatable)",
-        str,
+        _gguf,
         "NAME=PATH",
         multiple=True,
     ),
@@ -436,7 +456,7 @@ OPTIONS: tuple[Option, ...] = (
         "llm_keep_alive",
         "LLMPERF_KEEP_ALIVE",
         "how long the llm_warm_up fixture keeps models loaded (default 30m)",
-        str,
+        _duration,
         "DURATION",
     ),
     Option(
@@ -719,9 +739,19 @@ def with_marker(settings: Settings, overrides: Mapping[str, Any], where: str) ->
         option = BY_FIELD[name]
         origin = f"{where}, argument {name}"
         if option.multiple:
+            if not isinstance(value, (str, list, tuple)):
+                raise ValueError(
+                    f"invalid value {value!r} for {origin}: give a string or a list of strings "
+                    f"(as {option.metavar})"
+                )
             items = [value] if isinstance(value, str) else list(value)
             changes[name] = _parse_marker(option, [str(item) for item in items], origin)
         else:
+            if not isinstance(value, (str, int, float, bool, type(None))):
+                raise ValueError(
+                    f"invalid value {value!r} for {origin}: give a string, a number or a bool "
+                    f"(as {option.metavar})"
+                )
             changes[name] = _parse_marker(option, _text(value), origin)
     return replace(settings, **changes)
 

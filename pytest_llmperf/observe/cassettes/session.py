@@ -206,7 +206,9 @@ class CassetteSession:
             f" {_short(body)}"
         ]
         closest = self.cassette.closest(request.method, uri, body)
-        if closest is None:
+        if not self.existed:
+            lines.append("the cassette file does not exist: nothing was recorded for this test")
+        elif closest is None:
             lines.append("the cassette has no requests with this method at all")
         else:
             path = target(uri).split("?")[0]

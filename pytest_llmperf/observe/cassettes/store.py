@@ -19,6 +19,7 @@ so a run killed while writing leaves the old cassette whole.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import threading
@@ -97,27 +98,108 @@ class Interaction:
         }
 
     @classmethod
-    def from_vcr(cls, data: dict[str, Any]) -> Interaction:
-        request, response = data["request"], data["response"]
-        body = (response.get("body") or {}).get("string") or b""
-        timing = response.get("llmperf") or {}
+    def from_vcr(cls, data: Any, where: str = "interaction") -> Interaction:
+        """One interaction of vcrpy's layout; a field of the wrong shape is a
+        :class:`CassetteError` naming it (``where`` is the interaction's place in the file)."""
+        request = _table(
+            _table(data, where, required=True).get("request"), f"{where}.request", required=True
+        )
+        response = _table(data.get("response"), f"{where}.response", required=True)
+        status = _table(response.get("status"), f"{where}.response.status", required=True)
+        code = status.get("code")
+        if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 599:
+            raise _shape(f"{where}.response.status.code", code, "an HTTP status from 100 to 599")
+        body = _table(response.get("body"), f"{where}.response.body").get("string")
+        if body is not None and not isinstance(body, (str, bytes)):
+            raise _shape(f"{where}.response.body.string", body, "text")
+        timing = _table(response.get("llmperf"), f"{where}.response.llmperf")
         request_body = request.get("body")
         if isinstance(request_body, bytes):
             request_body = request_body.decode("utf-8", errors="replace")
+        elif request_body is not None and not isinstance(request_body, str):
+            raise _shape(f"{where}.request.body", request_body, "text")
+        headers_at = timing.get("headers_at", 0.0)
+        if not _seconds(headers_at):
+            raise _shape(f"{where}.response.llmperf.headers_at", headers_at, "seconds >= 0")
         return cls(
-            method=str(request["method"]).upper(),
-            uri=str(request["uri"]),
-            request_headers=dict(request.get("headers") or {}),
+            method=_name(request.get("method"), f"{where}.request.method").upper(),
+            uri=_name(request.get("uri"), f"{where}.request.uri"),
+            request_headers=_headers(request.get("headers"), f"{where}.request.headers"),
             request_body=request_body,
-            status=int(response["status"]["code"]),
-            reason=str(response["status"].get("message", "")),
-            headers=dict(response.get("headers") or {}),
-            body=body.encode("utf-8") if isinstance(body, str) else bytes(body),
-            headers_at=float(timing.get("headers_at", 0.0)),
-            chunks=[(float(offset), int(size)) for offset, size in timing.get("chunks", [])],
-            stats=timing.get("stats"),
-            error=timing.get("error"),
+            status=code,
+            reason=str(status.get("message") or ""),
+            headers=_headers(response.get("headers"), f"{where}.response.headers"),
+            body=body.encode("utf-8") if isinstance(body, str) else bytes(body or b""),
+            headers_at=float(headers_at),
+            chunks=_chunks(timing.get("chunks"), f"{where}.response.llmperf.chunks"),
+            stats=_table(timing.get("stats"), f"{where}.response.llmperf.stats") or None,
+            error=None if timing.get("error") is None else str(timing["error"]),
         )
+
+
+class _Shape(CassetteError):
+    """A field of a cassette that is not what it should be (the message names it, not yet
+    the file)."""
+
+
+def _shape(field: str, value: Any, wanted: str) -> _Shape:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    if value is None:
+        return _Shape(f"{field} is missing (it should be {wanted})")
+    return _Shape(f"{field} is {shown} ({type(value).__name__}), not {wanted}")
+
+
+def _table(value: Any, field: str, *, required: bool = False) -> dict[str, Any]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise _shape(field, value, "a mapping")
+    return value
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _seconds(value: Any) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value >= 0
+
+
+def _name(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _shape(field, value, "text")
+    return value
+
+
+def _headers(value: Any, field: str) -> dict[str, list[str]]:
+    """Headers as vcrpy writes them (name: [values]); a single value is taken as one."""
+    out: dict[str, list[str]] = {}
+    for name, values in _table(value, field).items():
+        items = [values] if isinstance(values, (str, int, float)) else values
+        if not isinstance(items, list) or not all(isinstance(v, (str, int, float)) for v in items):
+            raise _shape(f"{field}.{name}", values, "a list of values")
+        out[str(name)] = [str(v) for v in items]
+    return out
+
+
+def _chunks(value: Any, field: str) -> list[tuple[float, int]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _shape(field, value, "a list of [seconds, bytes] pairs")
+    out = []
+    for index, pair in enumerate(value):
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not _seconds(pair[0])
+            or not _whole(pair[1])
+            or pair[1] < 0
+        ):
+            raise _shape(f"{field}[{index}]", pair, "a [seconds, bytes] pair")
+        out.append((float(pair[0]), pair[1]))
+    return out
 
 
 class Cassette:
@@ -146,14 +228,17 @@ class Cassette:
         """The cassette at ``path`` (empty if the file does not exist)."""
         if not path.exists():
             return cls(path)
+        fix = (
+            "It is left as it is; fix or delete it, or record it again with "
+            "--llm-record-mode rewrite"
+        )
         try:
-            text = path.read_text(encoding="utf-8")
-            data = _serializer(path).deserialize(text)
-            interactions = [Interaction.from_vcr(item) for item in data["interactions"]]
-        except Exception as exc:
+            interactions = _interactions(path)
+        except _Shape as exc:
+            raise CassetteError(f"cannot read cassette {path}: {exc}. {fix}") from None
+        except OSError as exc:
             raise CassetteError(
-                f"cannot read cassette {path}: {type(exc).__name__}: {exc}. It is left as it "
-                "is; fix or delete it, or record it again with --llm-record-mode rewrite"
+                f"cannot read cassette {path}: {exc.strerror or exc}. {fix}"
             ) from None
         return cls(path, interactions)
 
@@ -217,6 +302,31 @@ class Cassette:
             ) from None
 
 
+def _interactions(path: Path) -> list[Interaction]:
+    """The interactions in the file at ``path``; what is wrong with it is a :class:`_Shape`."""
+    if not path.is_file():  # a folder, or a pipe that would block the read
+        raise _Shape("it is not a regular file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise _Shape("it is empty (a write cut short, or a file made by hand?)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Shape(
+            f"it is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    data = _serializer(path).deserialize(text)
+    if not isinstance(data, dict) or not isinstance(data.get("interactions"), list):
+        raise _Shape(
+            "it is not a cassette: it needs an 'interactions' list, as vcrpy and "
+            "pytest-llmperf write"
+        )
+    return [
+        Interaction.from_vcr(item, f"interactions[{index}]")
+        for index, item in enumerate(data["interactions"])
+    ]
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -232,7 +342,16 @@ class _Json:
 
     @staticmethod
     def deserialize(text: str) -> Any:
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _Shape(
+                f"it is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            ) from None
+        except ValueError as exc:  # a number too long to read
+            raise _Shape(f"it is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise _Shape("it is not valid JSON (it is nested too deeply)") from None
 
     @staticmethod
     def serialize(data: dict[str, Any]) -> str:
@@ -256,9 +375,17 @@ class _Yaml:
                 return json.loads(text)
             except ValueError:
                 pass
+        import yaml
         from vcr.serializers import yamlserializer
 
-        return yamlserializer.deserialize(text)
+        try:
+            return yamlserializer.deserialize(text)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            place = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            raise _Shape(f"it is not valid YAML ({place}{exc.problem})") from None
+        except (yaml.YAMLError, ValueError, RecursionError) as exc:
+            raise _Shape(f"it is not valid YAML ({exc})") from None
 
     @staticmethod
     def serialize(data: dict[str, Any]) -> str:

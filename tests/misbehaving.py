@@ -2,7 +2,8 @@
 
 ``Misbehaving(behaviour)`` answers every request by calling ``behaviour(send, pause)``:
 ``send(data)`` writes bytes to the client, ``pause(seconds)`` waits (on an event, so the
-server stops at once when the test ends). A client that hangs up ends the behaviour.
+server stops at once when the test ends). A client that hangs up ends the behaviour; a
+behaviour that raises :class:`HangUp` closes the connection there (a server cut off mid-answer).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ Behaviour = Callable[[Send, Pause], None]
 
 class _Stopped(Exception):
     pass
+
+
+class HangUp(Exception):
+    """Raised by a behaviour: the server closes the connection at once."""
 
 
 class Misbehaving:
@@ -75,6 +80,9 @@ class Misbehaving:
         try:
             while _read_request(conn):
                 self.behaviour(send, pause)
+        except HangUp:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         except (_Stopped, OSError):
             pass
 
