@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -47,9 +48,27 @@ class _Run:
         self.baseline: dict[str, object] | None = None
         self.comparison: Comparison | None = None
         self.session_calls: list[dict[str, object]] = []  # calls made outside any test
+        self.running: dict[str, None] = {}  # tests begun and not finished, in order
+        self.interrupted: str | None = None  # why the run was interrupted, if it was
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.append(report)  # read at the end of the run, if it made LLM calls
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.running[nodeid] = None
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self.running.pop(nodeid, None)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Ctrl-C, SIGTERM (see :func:`_terminating_interrupts`) or ``pytest.exit``."""
+        error = excinfo.value
+        if isinstance(error, Terminated):
+            self.interrupted = "SIGTERM"
+        elif isinstance(error, KeyboardInterrupt):
+            self.interrupted = "KeyboardInterrupt"
+        else:
+            self.interrupted = f"pytest.exit: {getattr(error, 'msg', error)}"
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: object, error: object) -> None:
@@ -58,6 +77,10 @@ class _Run:
 
         output = getattr(node, "workeroutput", None) or {}
         self.session_calls.extend(output.get(SESSION_CALLS, ()))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while the tests ran: the run stops as on Ctrl-C, and says so."""
 
 
 SETTINGS_MARKER = markers.SETTINGS
@@ -258,10 +281,40 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
     if observer is not None:
         observer.testing = True
     try:
-        return (yield)
+        with _terminating_interrupts(session.config.stash[SETTINGS_KEY].enabled):
+            return (yield)
     finally:
         if observer is not None:
             observer.testing = False
+
+
+@contextlib.contextmanager
+def _terminating_interrupts(enabled: bool) -> Iterator[None]:
+    """While the tests run, SIGTERM interrupts the run as Ctrl-C does (:class:`Terminated`),
+    so fixtures tear down, cassettes stay whole and the report says what was running,
+    instead of the process dying on the spot. Only where SIGTERM has Python's default
+    handling, in the main thread; a second SIGTERM ends the process at once."""
+    import signal
+    import threading
+
+    if (
+        not enabled
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def terminate(number: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated("SIGTERM")
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is terminate:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -306,8 +359,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     if TRACKER_KEY in config.stash:
         run.session_calls.extend(r.to_dict() for r in config.stash[TRACKER_KEY].router.session)
-    made_calls = bool(run.session_calls) or any(
-        getattr(report, "llm_calls", None) for report in run.reports
+    interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED or run.interrupted
+    running = _running_calls(config, run) if interrupted else {}
+    made_calls = (
+        bool(run.session_calls)
+        or any(getattr(report, "llm_calls", None) for report in run.reports)
+        or any(running.values())
     )
     write = settings.report != "off" and (settings.report or made_calls)
     if not write and run.baseline is None:
@@ -320,6 +377,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     collector = _report.Collector()
     for report in run.reports:
         collector.add(report.nodeid, report.when, report.outcome, report.duration, report)
+    if interrupted:
+        collector.interrupt(run.interrupted or "interrupted", running)
     run.data = _report.build(
         collector, dataclasses.asdict(settings), run.started, time.time(), run.session_calls
     )
@@ -339,6 +398,21 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         run.problems.append(str(exc))
         return
     run.path = path
+
+
+def _running_calls(config: pytest.Config, run: _Run) -> dict[str, list[dict[str, object]]]:
+    """The tests running when the run was interrupted, each with the calls it finished (in
+    this process; an xdist worker's are lost with it)."""
+    from pytest_llmperf.tracking import TRACKER_KEY
+
+    tracker = config.stash.get(TRACKER_KEY, None)
+    current = tracker.latest if tracker is not None else None
+    return {
+        nodeid: [r.to_dict() for r in current.records]
+        if current is not None and current.name == nodeid
+        else []
+        for nodeid in run.running
+    }
 
 
 def _gate(session: pytest.Session, run: _Run, settings: _settings.Settings) -> None:

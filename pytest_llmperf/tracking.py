@@ -91,6 +91,7 @@ class Tracker:
 
     def __init__(self, settings: Settings) -> None:
         self.router = RecordRouter()
+        self.latest: Recorder | None = None  # the recorder of the test begun last
         self.budget_mode = settings.budget_mode
         self.suite_budgets: Mapping[str, _budget.Budget] = _budget.suite_budgets(settings.budgets)
 
@@ -118,7 +119,7 @@ class Tracker:
             del item.stash[RUNS_KEY]
         unmeasured = item.get_closest_marker(UNMEASURED) is not None
         recorder = Discard(item.nodeid) if unmeasured else Recorder(item.nodeid)
-        self.router.current = item.stash[RECORDER_KEY] = recorder
+        self.router.current = item.stash[RECORDER_KEY] = self.latest = recorder
         return (yield)
 
     @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_setup")
