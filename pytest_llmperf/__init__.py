@@ -19,6 +19,7 @@ _WHERE = {
     "Budget": "budget",
     "CacheStats": "cache",
     "CallRecord": "records",
+    "CassetteCutShortError": "cassettes",
     "CassetteError": "cassettes",
     "CassetteMismatchError": "cassettes",
     "CassetteSession": "cassettes",
@@ -37,6 +38,7 @@ _WHERE = {
     "LLMTimeoutError": "errors",
     "Limits": "timeouts",
     "ModelNotFoundError": "errors",
+    "NetworkBlockedError": "errors",
     "OllamaClient": "client",
     "Outcome": "client",
     "ProfileError": "errors",
@@ -56,6 +58,7 @@ __all__ = [
     "Budget",
     "CacheStats",
     "CallRecord",
+    "CassetteCutShortError",
     "CassetteError",
     "CassetteMismatchError",
     "CassetteSession",
@@ -74,6 +77,7 @@ __all__ = [
     "LLMTimeoutError",
     "Limits",
     "ModelNotFoundError",
+    "NetworkBlockedError",
     "OllamaClient",
     "Outcome",
     "ProfileError",
@@ -104,7 +108,12 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from pytest_llmperf.budget import Budget
     from pytest_llmperf.cache import CacheStats, ResponseCache
-    from pytest_llmperf.cassettes import CassetteError, CassetteMismatchError, CassetteSession
+    from pytest_llmperf.cassettes import (
+        CassetteCutShortError,
+        CassetteError,
+        CassetteMismatchError,
+        CassetteSession,
+    )
     from pytest_llmperf.client import Answer, AsyncOllamaClient, OllamaClient, Outcome
     from pytest_llmperf.emulator import EmulatorApp, EmulatorServer, load_catalogue
     from pytest_llmperf.errors import (
@@ -118,6 +127,7 @@ if TYPE_CHECKING:
         LLMStreamError,
         LLMTimeoutError,
         ModelNotFoundError,
+        NetworkBlockedError,
         ProfileError,
     )
     from pytest_llmperf.hosts import HostPool

@@ -32,6 +32,7 @@ RUNTIME_KEY = pytest.StashKey["Runtime"]()
 RUN_KEY = pytest.StashKey["_Run"]()
 OBSERVER_KEY = pytest.StashKey["CallObserver"]()
 STOP_OBSERVING_KEY = pytest.StashKey[Callable[[], None]]()
+UNBLOCK_KEY = pytest.StashKey[contextlib.ExitStack]()
 
 
 class _Run:
@@ -132,6 +133,11 @@ def pytest_configure(config: pytest.Config) -> None:
     _observe(config, settings)
     if not settings.enabled:  # --llm-enabled off: markers and ini keys known, nothing done
         return
+    if settings.block_network:  # until pytest_unconfigure
+        from pytest_llmperf.network import blocking
+
+        config.stash[UNBLOCK_KEY] = stack = contextlib.ExitStack()
+        stack.enter_context(blocking(settings.allowed_hosts))
     if settings.budgets:  # they judge every test's calls, however it reaches its client
         _tracker(config, in_test=False)
     if not hasattr(config, "workerinput"):  # only the controller collects and reports
@@ -320,6 +326,9 @@ def _terminating_interrupts(enabled: bool) -> Iterator[None]:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if RUNTIME_KEY in config.stash:
         config.stash[RUNTIME_KEY].close()
+    if UNBLOCK_KEY in config.stash:
+        config.stash[UNBLOCK_KEY].close()
+        del config.stash[UNBLOCK_KEY]
     if STOP_OBSERVING_KEY in config.stash:
         config.stash[STOP_OBSERVING_KEY]()
         del config.stash[STOP_OBSERVING_KEY]
@@ -487,12 +496,30 @@ def _llmperf_test_settings(
     return settings
 
 
+# The address the client fixtures get for the emulator in a test whose cassette only
+# replays (--llm-record-mode none, or once with the cassette there): every request is
+# answered from the cassette, so no emulator is started. Nothing listens on the discard
+# port; a request that got past the cassette would be refused, never answered.
+REPLAY_ONLY_URL = "http://127.0.0.1:9"
+
+
 def _emulator_url(request: pytest.FixtureRequest) -> Callable[[], str]:
     def url() -> str:
+        if _replays_only(request):
+            return REPLAY_ONLY_URL
         server: EmulatorServer = request.getfixturevalue("ollama_emulator")
         return server.url
 
     return url
+
+
+def _replays_only(request: pytest.FixtureRequest) -> bool:
+    """Whether this test's cassette answers every request without a server."""
+    # (the llm_cassette marker puts the fixture in the test's fixtures: pytest_collection_...)
+    if request.scope != "function" or "llm_cassette" not in request.fixturenames:
+        return False
+    session: CassetteSession = request.getfixturevalue("llm_cassette")
+    return not session.records
 
 
 @pytest.fixture
