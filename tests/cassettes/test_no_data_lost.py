@@ -6,10 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
-import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -235,29 +232,6 @@ def test_a_full_disk_leaves_the_old_cassette_and_no_temporary_file(
         session.save(passed=True)
     assert cassette_path.read_bytes() == before
     assert sorted(p.name for p in cassette_path.parent.iterdir()) == [cassette_path.name]
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs (mounting one needs root; CI runs as root, so there it must work)."""
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    mounted = shutil.which("mount") is not None and (
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
-            capture_output=True,
-            check=False,
-        ).returncode
-        == 0
-    )
-    if not mounted:
-        if os.environ.get("CI") and os.geteuid() == 0:
-            pytest.fail("cannot mount a tmpfs as root under CI")
-        pytest.skip("mounting a tmpfs needs root")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_really_full_disk_leaves_the_old_cassette_and_no_temporary_file(
