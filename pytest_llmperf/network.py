@@ -86,6 +86,9 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     host, port = str(address[0]), int(address[1])
     if _blocks[-1].allows(host, port):
         return
+    # closed here: socket.create_connection (httpcore's way in) closes a socket whose
+    # connect failed only on an OSError, and a leaked one is a ResourceWarning
+    sock.close()
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     raise NetworkBlockedError(
         f"pytest-llmperf blocked a connection to {shown}: --llm-block-network is on, and "

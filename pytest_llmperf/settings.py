@@ -77,6 +77,12 @@ class Option:
     # values that contain spaces themselves ("fast: total=10 first_token=5")
     env_separator: str | None = None
 
+    @property
+    def dest(self) -> str:
+        """Where argparse keeps the flag's value: prefixed, for other plugins have options
+        of the same names (pytest-recording's --record-mode, --block-network, ...)."""
+        return f"llm_{self.field}"
+
 
 def _path(value: str) -> Path | None:
     return Path(value).expanduser() if value.strip() else None
@@ -621,14 +627,14 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(
                 option.flag,
                 action="append",
-                dest=option.field,
+                dest=option.dest,
                 metavar=option.metavar,
                 help=option.help + env,
             )
             parser.addini(option.ini, option.help, type="linelist")
         else:
             group.addoption(
-                option.flag, dest=option.field, metavar=option.metavar, help=option.help + env
+                option.flag, dest=option.dest, metavar=option.metavar, help=option.help + env
             )
             parser.addini(option.ini, option.help)
 
@@ -660,7 +666,7 @@ def _sources(
     if environ.get(option.env):
         value = environ[option.env]
         found.append((f"environment variable {option.env}", _env_values(option, value)))
-    given = getattr(cli, option.field, None)
+    given = getattr(cli, option.dest, None)
     if given:
         found.append((f"command-line option {option.flag}", given))
     return found
