@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import vcr
 
-from pytest_llmperf.cassettes import Cassette, CassetteSession, Interaction, patched
+from pytest_llmperf.observe.cassettes import Cassette, CassetteSession, Interaction, patched
 
 URL = "http://127.0.0.1:11434/api/generate"
 

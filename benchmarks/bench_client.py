@@ -60,7 +60,7 @@ import httpx
 import ollama
 
 from pytest_llmperf import AsyncOllamaClient, OllamaClient, ResponseCache
-from pytest_llmperf.cache import open_redis
+from pytest_llmperf.client.cache import open_redis
 
 LISTENING = "llmperf emulator listening on "
 STARTUP_TIMEOUT_S = 30.0
@@ -75,7 +75,7 @@ TARGET_HIT_REDIS_US = 60.0  # per cache hit from fakeredis: at most
 TARGET_CONCURRENCY = 1.15  # N calls at once / one call alone: at most
 
 # The reference async client of target 3: one httpx pool, as large as our client's was when
-# this was written (pytest_llmperf.client.LIMITS).
+# this was written (pytest_llmperf.client.faces.LIMITS).
 BARE_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
 
 Runner = Callable[[int], None]  # runs that many calls, one after another

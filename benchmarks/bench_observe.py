@@ -36,7 +36,7 @@ from bench_client import emulator
 
 from pytest_llmperf.observe.measure import Routes, Sink
 from pytest_llmperf.observe.point import start_observing
-from pytest_llmperf.records import CallRecord
+from pytest_llmperf.observe.records import CallRecord
 
 TARGET = 1.03
 MODEL = "bench-observe:latest"

@@ -13,22 +13,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _WHERE = {
-    "AdaptiveTimeouts": "timeouts",
-    "Answer": "client",
-    "AsyncOllamaClient": "client",
-    "Budget": "budget",
-    "CacheStats": "cache",
-    "CallRecord": "records",
-    "CassetteCutShortError": "cassettes",
-    "CassetteError": "cassettes",
-    "CassetteMismatchError": "cassettes",
-    "CassetteSession": "cassettes",
+    "AdaptiveTimeouts": "client.timeouts",
+    "Answer": "client.faces",
+    "AsyncOllamaClient": "client.faces",
+    "Budget": "judge.budget",
+    "CacheStats": "client.cache",
+    "CallRecord": "observe.records",
+    "CassetteCutShortError": "observe.cassettes",
+    "CassetteError": "observe.cassettes",
+    "CassetteMismatchError": "observe.cassettes",
+    "CassetteSession": "observe.cassettes",
     "ConfigurationError": "errors",
     "EmulatorApp": "emulator",
     "EmulatorServer": "emulator",
     "FaultSpecError": "errors",
-    "GapSummary": "records",
-    "HostPool": "hosts",
+    "GapSummary": "observe.records",
+    "HostPool": "client.hosts",
     "LLMBudgetWarning": "errors",
     "LLMConnectError": "errors",
     "LLMError": "errors",
@@ -36,17 +36,17 @@ _WHERE = {
     "LLMServerError": "errors",
     "LLMStreamError": "errors",
     "LLMTimeoutError": "errors",
-    "Limits": "timeouts",
+    "Limits": "client.timeouts",
     "ModelNotFoundError": "errors",
     "NetworkBlockedError": "errors",
-    "OllamaClient": "client",
-    "Outcome": "client",
+    "OllamaClient": "client.faces",
+    "Outcome": "client.faces",
     "ProfileError": "errors",
-    "Recorder": "records",
-    "ResponseCache": "cache",
-    "Settings": "settings",
-    "TierPolicy": "tiers",
-    "Tiers": "tiers",
+    "Recorder": "observe.records",
+    "ResponseCache": "client.cache",
+    "Settings": "plugin.settings",
+    "TierPolicy": "client.tiers",
+    "Tiers": "client.tiers",
     "load_catalogue": "emulator",
     "not_measured": "observe",
 }
@@ -106,15 +106,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from pytest_llmperf.budget import Budget
-    from pytest_llmperf.cache import CacheStats, ResponseCache
-    from pytest_llmperf.cassettes import (
-        CassetteCutShortError,
-        CassetteError,
-        CassetteMismatchError,
-        CassetteSession,
-    )
-    from pytest_llmperf.client import Answer, AsyncOllamaClient, OllamaClient, Outcome
+    from pytest_llmperf.client.cache import CacheStats, ResponseCache
+    from pytest_llmperf.client.faces import Answer, AsyncOllamaClient, OllamaClient, Outcome
+    from pytest_llmperf.client.hosts import HostPool
+    from pytest_llmperf.client.tiers import TierPolicy, Tiers
+    from pytest_llmperf.client.timeouts import AdaptiveTimeouts, Limits
     from pytest_llmperf.emulator import EmulatorApp, EmulatorServer, load_catalogue
     from pytest_llmperf.errors import (
         ConfigurationError,
@@ -130,9 +126,13 @@ if TYPE_CHECKING:
         NetworkBlockedError,
         ProfileError,
     )
-    from pytest_llmperf.hosts import HostPool
+    from pytest_llmperf.judge.budget import Budget
     from pytest_llmperf.observe import not_measured
-    from pytest_llmperf.records import CallRecord, GapSummary, Recorder
-    from pytest_llmperf.settings import Settings
-    from pytest_llmperf.tiers import TierPolicy, Tiers
-    from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
+    from pytest_llmperf.observe.cassettes import (
+        CassetteCutShortError,
+        CassetteError,
+        CassetteMismatchError,
+        CassetteSession,
+    )
+    from pytest_llmperf.observe.records import CallRecord, GapSummary, Recorder
+    from pytest_llmperf.plugin.settings import Settings

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf import gate
 from pytest_llmperf.errors import LLMPerfError
+from pytest_llmperf.judge import gate
 
 
 def _whole(value: str, least: int, most: int | None, allowed: str) -> int:
@@ -223,10 +223,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pytest_llmperf import html_report
+    from pytest_llmperf.report import html as html_report
 
     if args.html is None:
-        from pytest_llmperf.report import terminal_lines
+        from pytest_llmperf.report.document import terminal_lines
 
         for line in terminal_lines(html_report.load(args.report), None):
             print(line)

@@ -10,7 +10,7 @@ import jsonschema
 import own_loop
 import pytest
 
-from pytest_llmperf.report import schema
+from pytest_llmperf.report.document import schema
 
 FAST = ["--llm-emulator-time-scale", "0.02", "-p", "no:cacheprovider"]
 

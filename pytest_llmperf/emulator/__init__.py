@@ -1,4 +1,8 @@
-"""An Ollama-compatible server with latency profiles, fault injection and a real-model backend."""
+"""An Ollama-compatible server with latency profiles, fault injection and a real-model backend.
+
+It stands alone beside the client: it may import only ``errors``; never ``client``, ``observe``,
+``judge``, ``report`` or ``plugin``, so it speaks the wire from its own side.
+"""
 
 from __future__ import annotations
 

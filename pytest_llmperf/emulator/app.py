@@ -1,7 +1,8 @@
 """The emulator as an ASGI application: Ollama's routes and its OpenAI-compatible ones.
 
 Run it in-process with ``httpx.ASGITransport(app=EmulatorApp(...))`` or on a loopback port
-with :func:`pytest_llmperf.emulator.server.serve`.
+with :class:`pytest_llmperf.emulator.server.EmulatorServer` (``llmperf serve`` runs
+:func:`~pytest_llmperf.emulator.server.serve_forever`).
 """
 
 from __future__ import annotations

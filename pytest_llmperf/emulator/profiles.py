@@ -207,26 +207,8 @@ def _parse_model(name: str, table: Mapping[str, Any], source: str) -> ModelProfi
     _reject_unknown(table, _MODEL_FIELDS, source, where)
     defaults = ModelProfile(name=name)
     values: dict[str, Any] = {"name": normalize_model_name(name)}
-    for key in ("family", "parameter_size", "quantization_level"):
-        if key in table:
-            values[key] = _string(table[key], source, f"{where}.{key}")
-    for key in ("size", "context_length", "embedding_length"):
-        values[key] = _number(table, key, getattr(defaults, key), int, source, where, minimum=1)
-    if "size_vram" in table:
-        values["size_vram"] = _size_vram(table, values["size"], source, where)
-    if values.get("quantization_level", defaults.quantization_level) not in QUANTIZATION_LEVELS:
-        raise ProfileError(
-            f"{source}: {where}.quantization_level must be one of "
-            f"{', '.join(QUANTIZATION_LEVELS)}, got {values['quantization_level']!r}"
-        )
-    for key in ("load_s", "first_token_s", "jitter"):
-        values[key] = _number(table, key, getattr(defaults, key), float, source, where, 0.0)
-    for key in ("prompt_tokens_per_s", "tokens_per_s"):
-        values[key] = _number(table, key, getattr(defaults, key), float, source, where, 0.0)
-        if values[key] == 0:
-            raise ProfileError(f"{source}: {where}.{key} must be a number above 0, got 0")
-    if values["jitter"] >= 1.0:
-        raise ProfileError(f"{source}: {where}.jitter must be below 1.0, got {values['jitter']}")
+    values.update(_what_it_is(table, defaults, source, where))
+    values.update(_how_fast(table, defaults, source, where))
     if "response_tokens" in table:
         values["response_tokens"] = _token_range(table["response_tokens"], source, where)
     if "capabilities" in table:
@@ -241,6 +223,42 @@ def _parse_model(name: str, table: Mapping[str, Any], source: str) -> ModelProfi
     if "faults" in table:
         values["faults"] = _faults(table["faults"], source, where)
     return ModelProfile(**values)
+
+
+def _what_it_is(
+    table: Mapping[str, Any], defaults: ModelProfile, source: str, where: str
+) -> dict[str, Any]:
+    """The fields ``/api/show`` and ``/api/ps`` report: family, sizes, quantization."""
+    values: dict[str, Any] = {}
+    for key in ("family", "parameter_size", "quantization_level"):
+        if key in table:
+            values[key] = _string(table[key], source, f"{where}.{key}")
+    for key in ("size", "context_length", "embedding_length"):
+        values[key] = _number(table, key, getattr(defaults, key), int, source, where, minimum=1)
+    if "size_vram" in table:
+        values["size_vram"] = _size_vram(table, values["size"], source, where)
+    if values.get("quantization_level", defaults.quantization_level) not in QUANTIZATION_LEVELS:
+        raise ProfileError(
+            f"{source}: {where}.quantization_level must be one of "
+            f"{', '.join(QUANTIZATION_LEVELS)}, got {values['quantization_level']!r}"
+        )
+    return values
+
+
+def _how_fast(
+    table: Mapping[str, Any], defaults: ModelProfile, source: str, where: str
+) -> dict[str, Any]:
+    """The latency fields: load, first token, jitter and the two rates."""
+    values: dict[str, Any] = {}
+    for key in ("load_s", "first_token_s", "jitter"):
+        values[key] = _number(table, key, getattr(defaults, key), float, source, where, 0.0)
+    for key in ("prompt_tokens_per_s", "tokens_per_s"):
+        values[key] = _number(table, key, getattr(defaults, key), float, source, where, 0.0)
+        if values[key] == 0:
+            raise ProfileError(f"{source}: {where}.{key} must be a number above 0, got 0")
+    if values["jitter"] >= 1.0:
+        raise ProfileError(f"{source}: {where}.jitter must be below 1.0, got {values['jitter']}")
+    return values
 
 
 def _faults(value: Any, source: str, where: str) -> tuple[FaultSpec, ...]:

@@ -1,4 +1,4 @@
-"""Build an emulator from settings: the profile file, the time scale and the GGUF models."""
+"""Build an emulator from a profile file, a time scale and GGUF models."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from pathlib import Path
 from pytest_llmperf.emulator.app import EmulatorApp
 from pytest_llmperf.emulator.llamacpp import LlamaCppBackend, parse_gguf_spec
 from pytest_llmperf.emulator.profiles import load_catalogue
-from pytest_llmperf.emulator.server import EmulatorServer
-from pytest_llmperf.settings import Settings
 
 
 def build_app(
@@ -26,11 +24,3 @@ def build_app(
     catalogue = catalogue.with_server(**changes)
     backends = [LlamaCppBackend(*parse_gguf_spec(spec)) for spec in gguf]
     return EmulatorApp(catalogue, backends)
-
-
-def start_emulator(settings: Settings) -> EmulatorServer:
-    """An :class:`EmulatorServer` (not started) as the settings describe it."""
-    app = build_app(
-        settings.emulator_profiles, settings.emulator_gguf, settings.emulator_time_scale
-    )
-    return EmulatorServer(app)

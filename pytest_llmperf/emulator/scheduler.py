@@ -68,10 +68,6 @@ class Scheduler:
         self._load_locks: dict[str, asyncio.Lock] = {}
         self.waiting = 0
 
-    def is_loaded(self, name: str) -> bool:
-        self._expire()
-        return name in self._resident
-
     @asynccontextmanager
     async def lease(self, backend: Backend, keep_alive_s: float) -> AsyncIterator[Lease]:
         """Hold a slot of ``backend``'s model, loading it first if it is not in memory."""

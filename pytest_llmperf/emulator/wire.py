@@ -141,7 +141,6 @@ class OpenAIChat:
         self.include_usage = include_usage
         self.id = f"{self.id_prefix}{uuid.uuid4().int % 1000}"
         self.created = int(time.time())
-        self._first = True
         self._tool_index = 0
 
     def _envelope(self, obj: str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 It holds the interception of the transports (``point``), the measurement of one exchange
 (``measure``, ``streams``) and the cassettes that record and replay what passes. It may
-import the records and the wire formats; it never imports the plugin.
+import the client's wire formats and ``errors``; never ``judge``, ``report``, ``plugin`` or
+``emulator``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ has been read to the end, closed early, or failed; it then hands one :class:`Cal
 the recorder that was current when the request started. The chunks go on to the client as
 they arrive: a chunk is looked at only when the client asks for the next one.
 
-The definitions are the client's (see :mod:`pytest_llmperf.records`): time to first token
+The definitions are the client's (see :mod:`pytest_llmperf.observe.records`): time to first token
 is from the request to the first chunk that carries text; gaps are between successive text
 chunks; the statistics are the server's (Ollama's final chunk, OpenAI's ``usage``). For an
 answer replayed from a cassette, times are the ones the cassette recorded, found by the
@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from hashlib import blake2b
 from typing import Any
 
-from pytest_llmperf.protocol import (
+from pytest_llmperf.client.protocol import (
+    STATISTICS,
     Api,
     Kind,
     OpenAIStream,
@@ -31,7 +32,7 @@ from pytest_llmperf.protocol import (
     error_text,
     from_openai,
 )
-from pytest_llmperf.records import CallRecord, GapSummary
+from pytest_llmperf.observe.records import CallRecord, GapSummary
 
 perf_counter = time.perf_counter
 
@@ -323,10 +324,7 @@ def origin(scheme: str, host: str, port: int | None) -> str:
 
 _MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _STREAM = re.compile(rb'"stream"\s*:\s*(true|false)')
-_STATISTIC = re.compile(
-    rb'"(total_duration|load_duration|prompt_eval_count|prompt_eval_duration|eval_count'
-    rb'|eval_duration)"\s*:\s*(\d+)'
-)
+_STATISTIC = re.compile(b'"(' + "|".join(STATISTICS).encode() + rb')"\s*:\s*(\d+)')
 
 
 def _statistics(data: bytes) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The point wraps the send method of httpx's transports (``HTTPTransport.handle_request``,
 ``AsyncHTTPTransport.handle_async_request``), of httpx2's (the fork ``openai>=2`` uses), and
-of our own :class:`~pytest_llmperf.transport.AsyncLoopTransport`, and of ``requests``'
+of our own :class:`~pytest_llmperf.client.transport.AsyncLoopTransport`, and of ``requests``'
 ``HTTPAdapter.send`` (:mod:`~pytest_llmperf.observe.other_libraries`). A module that is not
 imported yet is wrapped when it is, so importing the plugin imports no HTTP library, and a
 client built at import time (a module-level ``ollama.Client()``) is covered like any other.
@@ -37,7 +37,7 @@ from pytest_llmperf.observe.measure import Exchange, Routes, Sink, origin
 from pytest_llmperf.observe.streams import watched_stream
 
 if TYPE_CHECKING:
-    from pytest_llmperf.cassettes.session import CassetteSession
+    from pytest_llmperf.observe.cassettes.session import CassetteSession
 
 OWN = "llmperf_own"  # in a request's extensions: our client measures this call itself
 
@@ -47,7 +47,12 @@ TARGETS: Sequence[tuple[str, str, str, str]] = (
     ("httpx", "AsyncHTTPTransport", "handle_async_request", "httpx async"),
     ("httpx2", "HTTPTransport", "handle_request", "httpx2"),
     ("httpx2", "AsyncHTTPTransport", "handle_async_request", "httpx2 async"),
-    ("pytest_llmperf.transport", "AsyncLoopTransport", "handle_async_request", "httpx async"),
+    (
+        "pytest_llmperf.client.transport",
+        "AsyncLoopTransport",
+        "handle_async_request",
+        "httpx async",
+    ),
     ("requests.adapters", "HTTPAdapter", "send", "requests"),
 )
 

@@ -192,7 +192,10 @@ def test_a_cold_load_gets_the_warm_up_hint(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--llm-emulator-time-scale", "0.05", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["hint: most of the time went to loading llama3:8b: warm it up first (the llm_warm_up*"]
+        [
+            "hint: test test_a_cold_load_gets_the_warm_up_hint.py::test_cold spent *% of its LLM "
+            "time loading llama3:8b: warm it up once per session (the llm_warm_up fixture*"
+        ]
     )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmperf.budget import split
-from pytest_llmperf.protocol import ServerStats
+from pytest_llmperf.client.protocol import ServerStats
+from pytest_llmperf.judge.budget import split
 
 
 def test_the_parts_of_a_call_with_the_servers_total_add_up() -> None:

@@ -13,10 +13,11 @@ import ollama
 import openai
 import own_loop
 import pytest
+from noise import slack
 from paced_model import MODEL
 
 from pytest_llmperf import AsyncOllamaClient, EmulatorServer, OllamaClient
-from pytest_llmperf.cassettes import CassetteSession, patched
+from pytest_llmperf.observe.cassettes import CassetteSession, patched
 
 Timed = tuple[list[str], list[float]]
 
@@ -130,23 +131,34 @@ def test_record_then_replay_with_the_server_stopped(
 ) -> None:
     run = CLIENTS[name]
     url = paced.url
-    live = run(url)  # warm connections and code paths, then measure
-    live = run(url)
-    with patched(CassetteSession(cassette_path, "once")) as recording:
-        recorded = run(url)
-    recording.save(passed=True)
+    run(url)  # warm connections and code paths, then measure
+    # Live and recorded runs take turns, three of each: a busy machine only ever makes a run
+    # later, so the earliest first text of each kind is the one to compare.
+    lives, recordings = [], []
+    for _ in range(3):
+        lives.append(run(url))
+        cassette_path.unlink(missing_ok=True)
+        with patched(CassetteSession(cassette_path, "once")) as recording:
+            recordings.append(run(url))
+        recording.save(passed=True)
     paced.stop()
+    recorded = recordings[-1]  # the one the cassette holds
 
-    # recording does not change what the client sees, or when
-    assert recorded[0] == live[0]
-    assert first_text(recorded) == pytest.approx(first_text(live), rel=0.10)
+    # recording does not change what the client sees, or when (within this machine's
+    # current lateness: the stream is ~0.5 s, a replay that ignored the timing is off by that)
+    assert all(result[0] == lives[0][0] for result in lives + recordings)
+    earliest_live = min(first_text(result) for result in lives)
+    earliest_recorded = min(first_text(result) for result in recordings)
+    assert earliest_recorded == pytest.approx(earliest_live, abs=slack(0.03, 0.1))
 
-    with patched(CassetteSession(cassette_path, "none", timing=1.0)) as replaying:
-        replayed = run(url)
-    assert replayed[0] == recorded[0]
-    assert len(replaying.replayed) == 1
-    gaps = [abs(a - b) for a, b in zip(replayed[1], recorded[1], strict=True)]
-    assert max(gaps) < 0.010
+    replays = []
+    for _ in range(3):
+        with patched(CassetteSession(cassette_path, "none", timing=1.0)) as replaying:
+            replayed = run(url)
+        assert replayed[0] == recorded[0]
+        assert len(replaying.replayed) == 1
+        replays.append(max(abs(a - b) for a, b in zip(replayed[1], recorded[1], strict=True)))
+    assert min(replays) < slack(0.010, 0.1)
 
     with patched(CassetteSession(cassette_path, "none", timing=0.0)):
         instant = run(url)

@@ -23,11 +23,11 @@ import jsonschema
 import pytest
 
 from pytest_llmperf import EmulatorServer
-from pytest_llmperf.cassettes import Cassette
 from pytest_llmperf.emulator import Catalogue, EmulatorApp
 from pytest_llmperf.emulator.faults import parse_fault_header
 from pytest_llmperf.emulator.profiles import ModelProfile
-from pytest_llmperf.report import schema
+from pytest_llmperf.observe.cassettes import Cassette
+from pytest_llmperf.report.document import schema
 
 MODEL = "story:latest"
 HEALTHY = ModelProfile(

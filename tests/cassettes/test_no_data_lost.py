@@ -15,7 +15,7 @@ import pytest
 from paced_model import MODEL
 
 from pytest_llmperf import AsyncOllamaClient, EmulatorServer, OllamaClient
-from pytest_llmperf.cassettes import (
+from pytest_llmperf.observe.cassettes import (
     Cassette,
     CassetteCutShortError,
     CassetteError,

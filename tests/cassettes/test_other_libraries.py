@@ -11,8 +11,8 @@ from paced_model import MODEL
 from vcr.errors import CannotOverwriteExistingCassetteException
 
 from pytest_llmperf import EmulatorServer
-from pytest_llmperf.cassettes import CassetteSession, patched
-from pytest_llmperf.cassettes.session import foreign_supported
+from pytest_llmperf.observe.cassettes import CassetteSession, patched
+from pytest_llmperf.observe.cassettes.session import foreign_supported
 
 pytestmark = pytest.mark.skipif(
     not foreign_supported(),

@@ -11,7 +11,7 @@ import pytest
 from paced_model import MODEL
 
 from pytest_llmperf import EmulatorServer, Limits, LLMTimeoutError, OllamaClient
-from pytest_llmperf.cassettes import (
+from pytest_llmperf.observe.cassettes import (
     Cassette,
     CassetteError,
     CassetteMismatchError,

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from pytest_llmperf import EmulatorServer, OllamaClient, Recorder, ResponseCache
-from pytest_llmperf.cache import open_redis
+from pytest_llmperf.client.cache import open_redis
 
 CHUNKS = [{"response": "hi", "done": True}]
 
@@ -57,7 +57,7 @@ def test_redis_down_warns_once_and_the_calls_go_on(
 ) -> None:
     cache = ResponseCache(open_redis("redis://127.0.0.1:9/0"), redis_name="redis://127.0.0.1:9/0")
     client = OllamaClient(live.url, cache=cache)
-    with caplog.at_level(logging.WARNING, logger="pytest_llmperf.cache"):
+    with caplog.at_level(logging.WARNING, logger="pytest_llmperf.client.cache"):
         answers = [client.generate("llama3.2:1b", "hi", options={"seed": 1}) for _ in range(3)]
     client.close()
     assert answers[0] == answers[1] == answers[2]
@@ -78,7 +78,7 @@ def test_a_bad_cache_url_is_refused() -> None:
 SECOND_PROCESS = """
 import json, sys
 from pytest_llmperf import OllamaClient, Recorder, ResponseCache
-from pytest_llmperf.cache import open_redis
+from pytest_llmperf.client.cache import open_redis
 recorder = Recorder()
 cache = ResponseCache(open_redis(sys.argv[2]))
 with OllamaClient(sys.argv[1], cache=cache, on_record=recorder) as client:
@@ -154,7 +154,7 @@ def test_an_entry_the_cache_did_not_write_is_a_miss_logged_once_and_replaced(
 
         fresh = call()
         [key] = [k.decode() for k in store.keys(f"{namespace}:*")]  # type: ignore[attr-defined]
-        with caplog.at_level(logging.WARNING, logger="pytest_llmperf.cache"):
+        with caplog.at_level(logging.WARNING, logger="pytest_llmperf.client.cache"):
             for _ in range(2):  # the second time, counted and not logged
                 store.set(key, value)
                 assert call() == fresh

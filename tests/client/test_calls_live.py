@@ -20,8 +20,8 @@ from pytest_llmperf import (
     ModelNotFoundError,
     ResponseCache,
 )
+from pytest_llmperf.client.timeouts import TIER_LIMITS
 from pytest_llmperf.emulator import Catalogue
-from pytest_llmperf.timeouts import TIER_LIMITS
 
 SEEDED = {"seed": 7}
 HELLO = [{"role": "user", "content": "hello"}]

@@ -17,8 +17,8 @@ from pytest_llmperf import (
     OllamaClient,
     Recorder,
 )
+from pytest_llmperf.client.hosts import backoff_s
 from pytest_llmperf.emulator import Catalogue
-from pytest_llmperf.hosts import backoff_s
 
 
 def test_the_host_with_fewest_calls_in_flight_is_chosen() -> None:
@@ -98,7 +98,9 @@ async def test_killing_a_host_mid_run_loses_only_calls_that_were_streaming(
             received[index] += 1
 
     async def kill_soon() -> None:
-        await asyncio.sleep(0.1)
+        # once the first host is streaming (a chunk arrived from it), kill it
+        while four[0].app.engine.requests_served == 0 or not any(received):
+            await asyncio.sleep(0.005)
         await asyncio.to_thread(four[0].kill)
 
     results = await asyncio.gather(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from pytest_llmperf.lanes import Lanes
+from pytest_llmperf.client.lanes import Lanes
 
 
 def make_lanes(width: int = 2, most: int = 3) -> Lanes[int]:

@@ -16,9 +16,9 @@ import own_loop
 import pytest
 
 from pytest_llmperf import AsyncOllamaClient, EmulatorServer, LLMTimeoutError, Recorder
-from pytest_llmperf.calls import Open
-from pytest_llmperf.client import LIMITS, _OwnAsyncClient
-from pytest_llmperf.transport import AsyncLoopTransport, read_at_once
+from pytest_llmperf.client.calls import Open
+from pytest_llmperf.client.faces import LIMITS, _OwnAsyncClient
+from pytest_llmperf.client.transport import AsyncLoopTransport, read_at_once
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
@@ -483,7 +483,9 @@ async def test_the_emulator_through_the_client(live: EmulatorServer) -> None:
     assert [r.outcome for r in records] == ["ok"] * 14
 
 
-async def test_a_silent_emulator_is_a_first_token_timeout(live: EmulatorServer) -> None:
+async def test_a_slow_first_token_in_a_stream_is_cut_at_the_total_limit(
+    live: EmulatorServer,
+) -> None:
     slow = {"X-Llmperf-Fault": "slow-first-token; seconds=1"}
     async with AsyncOllamaClient(live.url, cache=None, headers=slow) as client:
         began = time.perf_counter()

@@ -80,7 +80,7 @@ async def test_respx_answers_both_faces_in_both_modes(respx_router: Any, stream:
 async def test_once_the_mock_is_gone_the_async_face_goes_back_to_its_own_transport(
     httpx_mock: Any,
 ) -> None:
-    from pytest_llmperf.transport import mocked
+    from pytest_llmperf.client.transport import mocked
 
     assert mocked()  # httpx_mock is active in this test
     httpx_mock.add_response(method="POST", url=f"{URL}/api/generate", json=WHOLE)
@@ -89,6 +89,6 @@ async def test_once_the_mock_is_gone_the_async_face_goes_back_to_its_own_transpo
 
 
 def test_without_a_mock_nothing_is_mocked() -> None:
-    from pytest_llmperf.transport import mocked
+    from pytest_llmperf.client.transport import mocked
 
     assert not mocked()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_llmperf import ConfigurationError
-from pytest_llmperf.protocol import (
+from pytest_llmperf.client.protocol import (
     OpenAIStream,
     cache_identity,
     from_openai,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_llmperf import AdaptiveTimeouts, ConfigurationError, Limits, TierPolicy, Tiers
-from pytest_llmperf.timeouts import FLOOR, TIER_LIMITS
+from pytest_llmperf.client.timeouts import FLOOR, TIER_LIMITS
 
 
 def test_default_tiers_and_overrides() -> None:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from client_faces import Face
 
-from pytest_llmperf.cassettes import CassetteSession, patched
+from pytest_llmperf.observe.cassettes import CassetteSession, patched
 
 MODEL = "stories"
 PROMPT = "Once upon a time"

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import own_loop
 import pytest
+from noise import slack
 
 from pytest_llmperf import Limits, LLMTimeoutError, OllamaClient
 from pytest_llmperf.emulator import EmulatorServer
@@ -41,7 +42,8 @@ def test_reported_durations_agree_with_the_time_spent(live: EmulatorServer) -> N
         wall_ns = (time.perf_counter() - started) * 1e9
     parts = body["load_duration"] + body["prompt_eval_duration"] + body["eval_duration"]
     assert body["total_duration"] <= wall_ns
-    assert body["total_duration"] >= 0.95 * wall_ns
+    # the rest is the loopback round trip and this machine's current lateness
+    assert wall_ns - body["total_duration"] <= 0.05 * wall_ns + slack(0.005, 0.1) * 1e9
     assert parts <= body["total_duration"]
     assert parts >= 0.95 * body["total_duration"]
 
@@ -52,7 +54,7 @@ def test_cold_load_then_warm_then_unload(live: EmulatorServer, catalogue: Catalo
         live, "/api/generate", model="llama3:8b", prompt="Hi", options={"num_predict": 1}
     ).json()
     assert cold["load_duration"] >= profile_load_ns
-    assert cold["load_duration"] <= 1.05 * profile_load_ns + 20e6
+    assert cold["load_duration"] <= 1.05 * profile_load_ns + slack(0.02, 0.2) * 1e9
     warm = post(
         live, "/api/generate", model="llama3:8b", prompt="Hi", options={"num_predict": 1}
     ).json()
@@ -69,7 +71,9 @@ def test_keep_alive_expiry_and_forever(live: EmulatorServer) -> None:
         m for m in httpx.get(live.url + "/api/ps").json()["models"] if m["name"] == "llama3.2:3b"
     ]
     assert datetime.fromisoformat(forever["expires_at"].replace("Z", "+00:00")).year > 2200
-    time.sleep(0.15)
+    deadline = time.monotonic() + 10  # the 100 ms one expires; the other stays
+    while loaded(live) != ["llama3.2:3b"] and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert loaded(live) == ["llama3.2:3b"]
 
 
@@ -107,14 +111,19 @@ def steady(catalogue: Catalogue) -> Catalogue:
     return catalogue.with_model(model).with_server(time_scale=1.0)
 
 
+ONE_ANSWER_S = 8 / 40.0  # the steady profile's eight tokens: no answer can come sooner
+
+
 def test_one_slot_serves_four_requests_one_after_another(serve: Serve, steady: Catalogue) -> None:
-    lone, finish = own_loop.run(_timed_burst(serve(steady.with_server(num_parallel=1)), 4))
-    assert finish[-1] >= 3.5 * lone
+    _, finish = own_loop.run(_timed_burst(serve(steady.with_server(num_parallel=1)), 4))
+    assert finish[-1] >= 4 * ONE_ANSWER_S * 0.95  # a load can only make it later
 
 
 def test_four_slots_serve_four_requests_together(serve: Serve, steady: Catalogue) -> None:
-    lone, finish = own_loop.run(_timed_burst(serve(steady.with_server(num_parallel=4)), 4))
-    assert finish[-1] < 2.0 * lone
+    # against the one-slot server measured in the same test, so a loaded machine slows both
+    _, one_slot = own_loop.run(_timed_burst(serve(steady.with_server(num_parallel=1)), 4))
+    _, four_slots = own_loop.run(_timed_burst(serve(steady.with_server(num_parallel=4)), 4))
+    assert four_slots[-1] < 0.6 * one_slot[-1]
 
 
 def test_queue_beyond_max_queue_is_refused_with_503(serve: Serve, steady: Catalogue) -> None:

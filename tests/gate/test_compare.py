@@ -6,7 +6,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_llmperf import gate
+from pytest_llmperf.judge import gate
 
 
 def call(model: str, total: float, **extra: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from pytest_llmperf import cli
-from pytest_llmperf.report import schema
+from pytest_llmperf.report.document import schema
 
 TESTS = 10
 SUITE = f"""

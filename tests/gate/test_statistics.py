@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from pytest_llmperf.gate import holm, mann_whitney_greater, smallest_p
+from pytest_llmperf.judge.gate import holm, mann_whitney_greater, smallest_p
 
 
 def by_enumeration(current: list[float], base: list[float]) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.observe.measure import Exchange, Routes
-from pytest_llmperf.records import CallRecord
+from pytest_llmperf.observe.records import CallRecord
 
 GENERATE = ("/api/generate", "generate", "ollama")
 CHAT_V1 = ("/v1/chat/completions", "chat", "openai")

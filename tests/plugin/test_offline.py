@@ -247,7 +247,7 @@ def test_both_blocks_hold_together_beside_pytest_recording(
 
 def test_the_block_ends_with_the_run() -> None:
     """The inner runs above blocked this very process: nothing of it is left."""
-    from pytest_llmperf import network
+    from pytest_llmperf.plugin import network
 
     assert network._blocks == []
     with socket.create_server(("127.0.0.1", 0)) as server:

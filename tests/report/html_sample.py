@@ -6,7 +6,7 @@ from typing import Any
 
 import jsonschema
 
-from pytest_llmperf import report
+from pytest_llmperf.report import document as report
 
 OPTIMIZATIONS = [
     {"optimization": "response cache", "before_s": 0.84, "after_s": 0.002, "improvement": 0.998},

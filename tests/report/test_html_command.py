@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from html_sample import sample
 
-from pytest_llmperf import cli, html_report
+from pytest_llmperf import cli
 from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.report import html as html_report
 
 
 @pytest.fixture

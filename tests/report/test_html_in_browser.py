@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from html_sample import sample
 
-from pytest_llmperf import html_report
+from pytest_llmperf.report import html as html_report
 
 pytest.importorskip("plotly", reason="the html extra (plotly) is not installed")
 

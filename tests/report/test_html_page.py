@@ -7,7 +7,7 @@ import re
 import pytest
 from html_sample import call, sample
 
-from pytest_llmperf import html_report
+from pytest_llmperf.report import html as html_report
 
 pytest.importorskip("plotly", reason="the html extra (plotly) is not installed")
 

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from pytest_llmperf import ConfigurationError
-from pytest_llmperf.report import schema, write
+from pytest_llmperf.report.document import schema, write
 
 FAST = ["--llm-emulator-time-scale", "0.02", "-p", "no:cacheprovider"]
 STOPPING = """

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.recommend import recommend
-from pytest_llmperf.settings import Settings
+from pytest_llmperf.judge.recommend import recommend
+from pytest_llmperf.plugin.settings import Settings
 
 
 def call(model: str = "m", total: float = 1.0, **extra: Any) -> dict[str, Any]:

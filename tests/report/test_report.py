@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pytest_llmperf.report import schema
+from pytest_llmperf.report.document import schema
 
 FAST = ["--llm-emulator-time-scale", "0.02", "-p", "no:cacheprovider"]
 

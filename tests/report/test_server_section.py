@@ -12,9 +12,9 @@ import pytest
 
 from pytest_llmperf.emulator import Catalogue, EmulatorApp
 from pytest_llmperf.emulator.profiles import ModelProfile
-from pytest_llmperf.recommend import recommend
-from pytest_llmperf.report import Collector, build, schema
-from pytest_llmperf.server_section import billions, bits, from_api
+from pytest_llmperf.judge.recommend import recommend
+from pytest_llmperf.observe.server import billions, bits, from_api
+from pytest_llmperf.report.document import Collector, build, schema
 
 PS = {
     "models": [

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.records import RecordRouter
-from pytest_llmperf.runtime import Runtime
-from pytest_llmperf.settings import OPTIONS, Settings, resolve, with_marker
+from pytest_llmperf.observe.records import RecordRouter
+from pytest_llmperf.plugin.runtime import Runtime
+from pytest_llmperf.plugin.settings import OPTIONS, Settings, resolve, with_marker
 
 
 @pytest.mark.parametrize(

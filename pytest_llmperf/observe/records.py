@@ -1,6 +1,6 @@
 """The measured record of every call, and the recorder that collects a test's records.
 
-Definitions follow the common LLM benchmarks (see ``OLLAMA_API.md``): time to first token
+Definitions follow the common LLM benchmarks (the README's "What is measured"): time to first token
 is from the start of the call to the first chunk that carries text; inter-token gaps are
 between successive text chunks, excluding the first; time per output token is
 ``(total - ttft) / (output tokens - 1)``.
@@ -12,12 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pytest_llmperf.protocol import ServerStats
+from pytest_llmperf.client.protocol import ServerStats
+from pytest_llmperf.client.timeouts import Limits
 from pytest_llmperf.stats import quantile
-from pytest_llmperf.timeouts import Limits
-
-CACHE_STATES = ("hit-memory", "hit-redis", "miss", "bypass", "off")
-OUTCOMES = ("ok", "timeout", "error")
 
 
 @dataclass(slots=True)

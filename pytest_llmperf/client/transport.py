@@ -1,6 +1,6 @@
 """HTTP/1.1 for plain ``http://`` hosts on asyncio's own transports, as an httpx transport.
 
-:class:`AsyncLoopTransport` is what :class:`~pytest_llmperf.client.AsyncOllamaClient` mounts
+:class:`AsyncLoopTransport` is what :class:`~pytest_llmperf.client.faces.AsyncOllamaClient` mounts
 for ``http://`` URLs (https and proxies stay with httpx's own transport). It exists for
 speed under concurrency: httpx's default async transport (httpcore over anyio) spent about
 0.65 ms of CPU per call here against 0.13 ms for a raw exchange on asyncio streams (anyio's
@@ -21,7 +21,7 @@ What it keeps of httpx's contract, so the rest of the client works unchanged:
   each wait for data, looked up again at every wait (so a read limit changed once the
   headers are in applies to the body); beyond httpx's, a ``due`` (a
   :func:`time.perf_counter` value, moved by the call as its phases go by) ends every wait
-  to send or receive, whatever the server sends meanwhile (see :mod:`pytest_llmperf.calls`);
+  to send or receive, whatever the server sends meanwhile (see :mod:`pytest_llmperf.client.calls`);
 - responses streamed as they arrive, with Content-Length, chunked and read-until-close
   bodies; request bodies as bytes or streamed (chunked when httpx asks for it);
 - keep-alive: a connection goes back to the pool only after a complete response that

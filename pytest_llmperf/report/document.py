@@ -22,11 +22,11 @@ from typing import Any
 
 from pytest_llmperf.errors import ConfigurationError
 from pytest_llmperf.files import write_atomically
-from pytest_llmperf.recommend import recommend
-from pytest_llmperf.records import CallRecord
+from pytest_llmperf.judge.gate import SCHEMA_VERSION
+from pytest_llmperf.judge.recommend import recommend
+from pytest_llmperf.observe.records import CallRecord
 from pytest_llmperf.stats import quantile
 
-SCHEMA_VERSION = 1
 SCHEMA_FILE = "report-schema-v1.json"
 TOP = 3  # recommendations shown in the terminal summary
 
@@ -153,7 +153,7 @@ def build(
     """The report as a JSON-able dict; ``session_calls`` were made outside any test.
 
     ``server`` is the optional section on the server's models (see
-    :func:`pytest_llmperf.server_section.from_api`); ``environ`` (``os.environ`` by default)
+    :func:`pytest_llmperf.observe.server.from_api`); ``environ`` (``os.environ`` by default)
     tells whether the run was in CI.
     """
     tests = sorted(collector.tests.values(), key=lambda entry: entry.nodeid)
@@ -299,7 +299,9 @@ def write(path: Path, data: Mapping[str, Any]) -> None:
 
 def schema() -> dict[str, Any]:
     """The report's JSON Schema."""
-    text = resources.files("pytest_llmperf").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    text = (
+        resources.files("pytest_llmperf.report").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    )
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 

@@ -1,7 +1,7 @@
 """The Ollama clients: :class:`OllamaClient` (sync) and :class:`AsyncOllamaClient` (async).
 
-Both are thin faces over :class:`pytest_llmperf.calls.Core`: they turn a method call into a
-:class:`~pytest_llmperf.calls.Call` and perform the I/O steps the core yields with httpx.
+Both are thin faces over :class:`pytest_llmperf.client.calls.Core`: they turn a method call into a
+:class:`~pytest_llmperf.client.calls.Call` and perform the I/O steps the core yields with httpx.
 Their signatures follow the official ``ollama`` client's, so code moves over by changing
 one import, plus ``tier=``, ``cache=``, ``timeout=`` and ``fallback=`` on every call.
 
@@ -35,8 +35,8 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 import httpx
 
-from pytest_llmperf.cache import ResponseCache
-from pytest_llmperf.calls import (
+from pytest_llmperf.client.cache import ResponseCache
+from pytest_llmperf.client.calls import (
     MAX_LINE_BYTES,
     Call,
     Core,
@@ -47,15 +47,15 @@ from pytest_llmperf.calls import (
     Steps,
     Stream,
 )
+from pytest_llmperf.client.hosts import HostPool
+from pytest_llmperf.client.lanes import Lanes
+from pytest_llmperf.client.protocol import Api, parse_host
+from pytest_llmperf.client.sync_transport import DueTransport
+from pytest_llmperf.client.tiers import Tiers
+from pytest_llmperf.client.timeouts import AdaptiveTimeouts, Limits
+from pytest_llmperf.client.transport import AsyncLoopTransport, mocked, read_at_once, sets_cookies
 from pytest_llmperf.errors import ConfigurationError
-from pytest_llmperf.hosts import HostPool
-from pytest_llmperf.lanes import Lanes
-from pytest_llmperf.protocol import Api, parse_host
-from pytest_llmperf.records import CallRecord
-from pytest_llmperf.sync_transport import DueTransport
-from pytest_llmperf.tiers import Tiers
-from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
-from pytest_llmperf.transport import AsyncLoopTransport, mocked, read_at_once, sets_cookies
+from pytest_llmperf.observe.records import CallRecord
 
 T = TypeVar("T")
 AnswerT = TypeVar("AnswerT")
@@ -468,7 +468,7 @@ LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
 def new_sync_http() -> httpx.Client:
     """The sync face's httpx client: each wait for the server ends at the call's due.
 
-    That takes :class:`~pytest_llmperf.sync_transport.DueTransport`; with a proxy named in
+    That takes :class:`~pytest_llmperf.client.sync_transport.DueTransport`; with a proxy named in
     the environment, httpx's own transports (one per proxy) serve instead, and the limits
     hold between the parts of an answer only.
     """
@@ -490,7 +490,7 @@ class OllamaClient(
     ``timeouts``: the per-tier limits and their adaptation; ``fallback``: retry a timed-out
     call on the next faster tier; ``retries``: how many times a connection failure or a 503
     is retried on another host; ``on_record``: called with every call's record; ``http``: an
-    ``httpx.Client`` (or :class:`~pytest_llmperf.lanes.Lanes` of them) to send through
+    ``httpx.Client`` (or :class:`~pytest_llmperf.client.lanes.Lanes` of them) to send through
     (one of :func:`new_sync_http`'s keeps each wait within the call's limits; another keeps
     them between the parts of an answer only); ``max_line_bytes``: the longest line of a
     stream, or answer read whole, taken (longer is an :class:`~pytest_llmperf.LLMStreamError`).
@@ -657,7 +657,7 @@ class _OwnAsyncClient(httpx.AsyncClient):
     """The async face's own httpx client, with our transport for ``http://`` hosts.
 
     httpx's own async transport costs about five times the CPU per call of
-    :class:`~pytest_llmperf.transport.AsyncLoopTransport` (see that module), and the CPU is
+    :class:`~pytest_llmperf.client.transport.AsyncLoopTransport` (see that module), and the CPU is
     what many calls at once wait on; https and proxied requests (a proxy named in the
     environment) stay with httpx's transport.
 

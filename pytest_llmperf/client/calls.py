@@ -2,7 +2,9 @@
 
 :meth:`Core.run` decides everything about a call (tier, model, cache, host, timeouts,
 retries, fallback, the record) and *yields* the I/O it needs as small step objects: open a
-request, read a body, read the next line, close, sleep, or hand a chunk to the caller. The
+request (:class:`Open`), read a body whole (:class:`ReadBody`), read a stream as it arrives
+(:class:`Stream`), sleep (:class:`Sleep`), or hand a cached chunk to the caller
+(:class:`Emit`). The
 sync and async clients are thin drivers that perform those steps with httpx's sync or async
 API and send the results (or the exceptions) back in. No logic is written twice.
 
@@ -16,9 +18,10 @@ bytes with no newline, never trips it. So the request's timeouts also carry ``du
 :func:`time.perf_counter` value at which the running phase ends (first token, then each
 next chunk within the stall limit, never past the total). The readers check it at every
 part of the body that arrives, and our transports (the async face's
-:mod:`~pytest_llmperf.transport`, the sync face's :mod:`~pytest_llmperf.sync_transport`) cut
-every wait at it, so a call ends on time whatever the server sends. A line of a stream, or a
-body read whole, longer than ``max_line_bytes`` is an :class:`LLMStreamError`.
+:mod:`~pytest_llmperf.client.transport`, the sync face's
+:mod:`~pytest_llmperf.client.sync_transport`) cut every wait at it, so a call ends on time
+whatever the server sends. A line of a stream, or a body read whole, longer than
+``max_line_bytes`` is an :class:`LLMStreamError`.
 """
 
 from __future__ import annotations
@@ -32,19 +35,9 @@ from typing import Any
 
 import httpx
 
-from pytest_llmperf.cache import ResponseCache
-from pytest_llmperf.errors import (
-    ConfigurationError,
-    LLMConnectError,
-    LLMError,
-    LLMServerError,
-    LLMStreamError,
-    LLMTimeoutError,
-    ModelNotFoundError,
-)
-from pytest_llmperf.hosts import HostPool, backoff_s
-from pytest_llmperf.observe.point import OWN
-from pytest_llmperf.protocol import (
+from pytest_llmperf.client.cache import ResponseCache
+from pytest_llmperf.client.hosts import HostPool, backoff_s
+from pytest_llmperf.client.protocol import (
     ROUTES,
     Api,
     Kind,
@@ -57,9 +50,19 @@ from pytest_llmperf.protocol import (
     repeatable,
     to_openai,
 )
-from pytest_llmperf.records import CallRecord, GapSummary
-from pytest_llmperf.tiers import Tiers
-from pytest_llmperf.timeouts import AdaptiveTimeouts, Limits
+from pytest_llmperf.client.tiers import Tiers
+from pytest_llmperf.client.timeouts import AdaptiveTimeouts, Limits
+from pytest_llmperf.errors import (
+    ConfigurationError,
+    LLMConnectError,
+    LLMError,
+    LLMServerError,
+    LLMStreamError,
+    LLMTimeoutError,
+    ModelNotFoundError,
+)
+from pytest_llmperf.observe.point import OWN
+from pytest_llmperf.observe.records import CallRecord, GapSummary
 
 perf_counter = time.perf_counter
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -179,7 +182,7 @@ class Call:
 
     ``cache``: ``None`` caches when the answer is repeatable, ``True`` always, ``False``
     never. ``timeout``: ``None`` for the tier's (adaptive) limits, a number for the total
-    limit of every phase, or :class:`~pytest_llmperf.timeouts.Limits`. ``purpose``:
+    limit of every phase, or :class:`~pytest_llmperf.client.timeouts.Limits`. ``purpose``:
     ``call``, ``warm_up`` or ``unload``.
     """
 

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmperf import budget as _budget
 from pytest_llmperf.errors import LLMBudgetWarning
-from pytest_llmperf.markers import BUDGET, UNMEASURED
+from pytest_llmperf.judge import budget as _budget
 from pytest_llmperf.observe.measure import Routes, Sink
-from pytest_llmperf.records import CallRecord, Discard, Recorder, RecordRouter
-from pytest_llmperf.settings import Settings
+from pytest_llmperf.observe.records import CallRecord, Discard, Recorder, RecordRouter
+from pytest_llmperf.plugin.markers import BUDGET, UNMEASURED
+from pytest_llmperf.plugin.settings import Settings
 
 if TYPE_CHECKING:
-    from pytest_llmperf.client import AsyncOllamaClient
+    from pytest_llmperf.client.faces import AsyncOllamaClient
 
 RECORDER_KEY = pytest.StashKey[Recorder]()
 PASSED_KEY = pytest.StashKey[bool]()
@@ -164,7 +164,7 @@ class Tracker:
         records = self.claim(item).records
         benchmark = getattr(item, "funcargs", {}).get("benchmark")
         if benchmark is not None:  # pytest-benchmark's fixture
-            from pytest_llmperf.report import add_to_benchmark
+            from pytest_llmperf.report.document import add_to_benchmark
 
             add_to_benchmark(benchmark, records)
         marked = list(item.iter_markers(BUDGET))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pytest_llmperf.cassettes.scrub import Scrubber
-from pytest_llmperf.cassettes.session import (
+from pytest_llmperf.observe.cassettes.scrub import Scrubber
+from pytest_llmperf.observe.cassettes.session import (
     MODES,
     CassetteCutShortError,
     CassetteMismatchError,
@@ -11,7 +11,7 @@ from pytest_llmperf.cassettes.session import (
     parse_timing,
     patched,
 )
-from pytest_llmperf.cassettes.store import Cassette, CassetteError, Interaction
+from pytest_llmperf.observe.cassettes.store import Cassette, CassetteError, Interaction
 
 __all__ = [
     "MODES",

@@ -7,6 +7,7 @@ a :class:`pytest.UsageError` that names the value, where it came from, and what 
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -107,8 +108,8 @@ def _host(value: str) -> str:
     value = value.strip()
     if value == EMULATOR:
         return value
+    from pytest_llmperf.client.protocol import parse_host
     from pytest_llmperf.errors import ConfigurationError
-    from pytest_llmperf.protocol import parse_host
 
     try:
         return parse_host(value)
@@ -125,8 +126,20 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _choice_of(module: str, name: str) -> Callable[[str], str]:
+    """One of the tuple ``name`` in ``module``, its one owner (imported when a value comes)."""
+
+    def parse(value: str) -> str:
+        choices: tuple[str, ...] = getattr(importlib.import_module(module), name)
+        return _choice(*choices)(value)
+
+    return parse
+
+
 def _cache(value: str) -> str:
-    if value in ("memory", "off") or value.startswith(("redis://", "rediss://", "unix://")):
+    from pytest_llmperf.client.cache import REDIS_SCHEMES
+
+    if value in ("memory", "off") or value.startswith(REDIS_SCHEMES):
         return value
     raise ValueError("choose memory, off, or a redis://HOST:PORT/DB URL")
 
@@ -136,8 +149,8 @@ def _ttl(value: str) -> float | None:
 
 
 def _tier(value: str) -> str:
+    from pytest_llmperf.client.tiers import Tiers
     from pytest_llmperf.errors import ConfigurationError
-    from pytest_llmperf.tiers import Tiers
 
     try:
         Tiers.parse([value])
@@ -147,8 +160,8 @@ def _tier(value: str) -> str:
 
 
 def _timeout(value: str) -> str:
+    from pytest_llmperf.client.timeouts import UNTIERED, Limits
     from pytest_llmperf.errors import ConfigurationError
-    from pytest_llmperf.timeouts import UNTIERED, Limits
 
     tier, sep, limits = value.partition(":")
     if not sep or not tier.strip():
@@ -161,7 +174,7 @@ def _timeout(value: str) -> str:
 
 
 def _timing(value: str) -> str:
-    from pytest_llmperf.cassettes import parse_timing
+    from pytest_llmperf.observe.cassettes import parse_timing
 
     try:
         factor = parse_timing(value)
@@ -175,20 +188,20 @@ def _timing(value: str) -> str:
 
 
 def _budget_line(value: str) -> str:
-    from pytest_llmperf.budget import suite_budgets
+    from pytest_llmperf.judge.budget import suite_budgets
 
     suite_budgets([value])
     return value.strip()
 
 
 def _relative(value: str) -> float:
-    from pytest_llmperf.gate import parse_threshold
+    from pytest_llmperf.judge.gate import parse_threshold
 
     return parse_threshold(value)
 
 
 def _probability(value: str) -> float:
-    from pytest_llmperf.gate import parse_alpha
+    from pytest_llmperf.judge.gate import parse_alpha
 
     return parse_alpha(value)
 
@@ -419,7 +432,7 @@ OPTIONS: tuple[Option, ...] = (
         "llm_record_mode",
         "LLMPERF_RECORD_MODE",
         "cassettes: none (replay only, default), once, new_episodes, all, or rewrite",
-        _choice("none", "once", "new_episodes", "all", "rewrite"),
+        _choice_of("pytest_llmperf.observe.cassettes.session", "MODES"),
         "MODE",
     ),
     Option(
@@ -489,7 +502,7 @@ OPTIONS += (
         "llm_budget_mode",
         "LLMPERF_BUDGET_MODE",
         "enforce (a budget violation fails the test, default), warn, or off",
-        _choice("enforce", "warn", "off"),
+        _choice_of("pytest_llmperf.judge.budget", "MODES"),
         "MODE",
     ),
     Option(

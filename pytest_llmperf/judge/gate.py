@@ -16,7 +16,7 @@ gone. A group with too few calls for the test ever to reach ``alpha`` is shown, 
 Cache hits, failed calls, warm-ups and unloads are left out of the samples: they measure
 something else. Both runs should come from comparable machines: a machine busy enough to
 slow every call by more than the threshold looks like a regression, because it is one.
-Absolute limits are :mod:`pytest_llmperf.budget`'s business, not this module's.
+Absolute limits are :mod:`pytest_llmperf.judge.budget`'s business, not this module's.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from typing import Any
 from pytest_llmperf.errors import ConfigurationError
 from pytest_llmperf.stats import quantile
 
+# The version of the report schema this code writes (report/) and reads (the gate).
+SCHEMA_VERSION = 1
 THRESHOLD = 0.10
 ALPHA = 0.01
 P95_SAMPLES = 20
@@ -106,10 +108,10 @@ def load(path: Path, role: str) -> dict[str, Any]:
             f"the {role} report {path} is not a pytest-llmperf validation report (it has no "
             f"'tests' list); {fix}"
         )
-    if data.get("schema_version") != 1:
+    if data.get("schema_version") != SCHEMA_VERSION:
         raise ConfigurationError(
             f"the {role} report {path} has schema_version {data.get('schema_version')!r}; this "
-            "version of pytest-llmperf reads version 1"
+            f"version of pytest-llmperf reads version {SCHEMA_VERSION}"
         )
     problem = _shape_problem(data["tests"])
     if problem:

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.cassettes.scrub import Scrubber
-from pytest_llmperf.cassettes.session import MODES, CassetteSession, parse_timing
-from pytest_llmperf.markers import CASSETTE as MARKER
-from pytest_llmperf.settings import Settings
+from pytest_llmperf.observe.cassettes.scrub import Scrubber
+from pytest_llmperf.observe.cassettes.session import MODES, CassetteSession, parse_timing
+from pytest_llmperf.plugin.markers import CASSETTE as MARKER
+from pytest_llmperf.plugin.settings import Settings
 
 KEYWORDS = frozenset({"record_mode", "timing"})
 VCR_MARKER = "vcr"  # pytest-recording's

@@ -7,7 +7,7 @@ trips it, and a call with a total limit of 5 s ran on until something else kille
 connections wrapped: a stream learns the timeouts of the request it carries when that
 request is written, and shortens every wait to what is left before their ``due`` (a
 :func:`time.perf_counter` value that the call moves as its phases go by; see
-:mod:`pytest_llmperf.calls`). Once nothing is left, the socket's wait times out as it would
+:mod:`pytest_llmperf.client.calls`). Once nothing is left, the socket's wait times out as it would
 for the read limit: httpx raises ``ReadTimeout`` (``WriteTimeout`` while sending).
 
 A request with no ``due`` in its timeouts (one not sent by our clients) keeps httpx's limits.

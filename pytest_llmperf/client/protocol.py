@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -30,6 +30,16 @@ ROUTES: Mapping[Api, Mapping[Kind, str]] = {
         "embed": "/v1/embeddings",
     },
 }
+
+# The statistics Ollama puts in a ``done`` chunk (durations in nanoseconds).
+STATISTICS = (
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
 
 # Fields that do not change the answer: left out of cache keys.
 NOT_IN_KEY = frozenset({"stream", "keep_alive"})
@@ -63,11 +73,6 @@ def parse_host(value: str | None) -> str:
     if ":" in hostname:
         hostname = f"[{hostname}]"
     return f"{split.scheme}://{hostname}:{port}{split.path.rstrip('/')}"
-
-
-def body(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """An Ollama request body: the given fields without the ones left as ``None``."""
-    return {key: value for key, value in fields.items() if value is not None}
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -351,8 +356,3 @@ class ServerStats:
             get("eval_count"),
             None if generation is None else generation / 1e9,
         )
-
-
-def lines_of(data: bytes) -> Iterable[str]:
-    """The non-empty lines of a body."""
-    return (line for line in data.decode().splitlines() if line.strip())

@@ -11,15 +11,15 @@ from typing import Any
 
 import httpx
 
-from pytest_llmperf.cache import ResponseCache, open_redis
-from pytest_llmperf.client import AsyncOllamaClient, OllamaClient, new_sync_http
-from pytest_llmperf.hosts import HostPool
-from pytest_llmperf.lanes import Lanes
-from pytest_llmperf.protocol import Api
-from pytest_llmperf.records import RecordRouter
-from pytest_llmperf.settings import EMULATOR, Settings
-from pytest_llmperf.tiers import Tiers
-from pytest_llmperf.timeouts import TIER_LIMITS, UNTIERED, AdaptiveTimeouts, Limits
+from pytest_llmperf.client.cache import ResponseCache, open_redis
+from pytest_llmperf.client.faces import AsyncOllamaClient, OllamaClient, new_sync_http
+from pytest_llmperf.client.hosts import HostPool
+from pytest_llmperf.client.lanes import Lanes
+from pytest_llmperf.client.protocol import Api
+from pytest_llmperf.client.tiers import Tiers
+from pytest_llmperf.client.timeouts import TIER_LIMITS, UNTIERED, AdaptiveTimeouts, Limits
+from pytest_llmperf.observe.records import RecordRouter
+from pytest_llmperf.plugin.settings import EMULATOR, Settings
 
 
 class Runtime:

@@ -10,22 +10,22 @@ from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
-from pytest_llmperf import markers
-from pytest_llmperf import settings as _settings
 from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.plugin import markers
+from pytest_llmperf.plugin import settings as _settings
 
 # What a suite that makes no LLM calls does not use loads when a test needs it: the heavy
 # parts (httpx, uvicorn, vcrpy, redis), and the per-test hooks (tracking.py) with the
 # records, budgets and report they feed.
 if TYPE_CHECKING:
-    from pytest_llmperf.cache import ResponseCache
-    from pytest_llmperf.cassettes import CassetteSession
-    from pytest_llmperf.client import AsyncOllamaClient, OllamaClient
+    from pytest_llmperf.client.cache import ResponseCache
+    from pytest_llmperf.client.faces import AsyncOllamaClient, OllamaClient
     from pytest_llmperf.emulator.server import EmulatorServer
-    from pytest_llmperf.gate import Comparison
-    from pytest_llmperf.records import Recorder
-    from pytest_llmperf.runtime import Runtime
-    from pytest_llmperf.tracking import CallObserver, Tracker
+    from pytest_llmperf.judge.gate import Comparison
+    from pytest_llmperf.observe.cassettes import CassetteSession
+    from pytest_llmperf.observe.records import Recorder
+    from pytest_llmperf.plugin.runtime import Runtime
+    from pytest_llmperf.plugin.tracking import CallObserver, Tracker
 
 SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
 RUNTIME_KEY = pytest.StashKey["Runtime"]()
@@ -74,7 +74,7 @@ class _Run:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: object, error: object) -> None:
         """An xdist worker ended: the calls it made outside its tests."""
-        from pytest_llmperf.tracking import SESSION_CALLS
+        from pytest_llmperf.plugin.tracking import SESSION_CALLS
 
         output = getattr(node, "workeroutput", None) or {}
         self.session_calls.extend(output.get(SESSION_CALLS, ()))
@@ -96,7 +96,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from pytest_llmperf import hooks
+    from pytest_llmperf.plugin import hookspecs as hooks
 
     pluginmanager.add_hookspecs(hooks)
 
@@ -120,7 +120,7 @@ def _observe(config: pytest.Config, settings: _settings.Settings) -> None:
         return
     if wanted:
         from pytest_llmperf.observe.point import start_observing
-        from pytest_llmperf.tracking import CallObserver
+        from pytest_llmperf.plugin.tracking import CallObserver
 
         config.stash[OBSERVER_KEY] = observer = CallObserver(config, settings)
         config.stash[STOP_OBSERVING_KEY] = start_observing(observer)
@@ -134,7 +134,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not settings.enabled:  # --llm-enabled off: markers and ini keys known, nothing done
         return
     if settings.block_network:  # until pytest_unconfigure
-        from pytest_llmperf.network import blocking
+        from pytest_llmperf.plugin.network import blocking
 
         config.stash[UNBLOCK_KEY] = stack = contextlib.ExitStack()
         stack.enter_context(blocking(settings.allowed_hosts))
@@ -146,11 +146,11 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.pluginmanager.hasplugin("html") or config.pluginmanager.hasplugin(
             "pytest_html.plugin"
         ):  # pytest-html's table gets each test's LLM calls and verdict
-            from pytest_llmperf.for_pytest_html import register
+            from pytest_llmperf.report.html_rows import register
 
             register(config)
         if settings.baseline is not None:  # read it now: a bad path should not cost a run
-            from pytest_llmperf import gate
+            from pytest_llmperf.judge import gate
 
             try:
                 run.baseline = gate.load(settings.baseline, "baseline")
@@ -199,7 +199,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if found:
             problem = _marker_problem(item)
             if problem is not None:  # the tracker fails the test at its setup
-                from pytest_llmperf.tracking import MARKER_PROBLEM_KEY
+                from pytest_llmperf.plugin.tracking import MARKER_PROBLEM_KEY
 
                 item.stash[MARKER_PROBLEM_KEY] = problem
         if CASSETTE_MARKER in found and names is not None and "llm_cassette" not in names:
@@ -211,7 +211,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _tracker(config: pytest.Config, *, in_test: bool) -> Tracker:
     """The per-test hooks (tracking.py), registered on first need."""
-    from pytest_llmperf import tracking
+    from pytest_llmperf.plugin import tracking
 
     settings = config.stash[SETTINGS_KEY]
     return tracking.start(config, settings, in_test=in_test, judge=settings.enabled)
@@ -220,7 +220,7 @@ def _tracker(config: pytest.Config, *, in_test: bool) -> Tracker:
 @pytest.hookimpl(optionalhook=True)
 def pytest_recording_configure(config: pytest.Config, vcr: object) -> None:
     """pytest-recording's cassettes leave the LLM calls to ours, where a test has both."""
-    from pytest_llmperf.cassettes.beside_vcr import leave_llm_calls_to_ours
+    from pytest_llmperf.plugin.beside_vcr import leave_llm_calls_to_ours
 
     leave_llm_calls_to_ours(vcr)
 
@@ -232,13 +232,13 @@ def _check_settings(marker: pytest.Mark, where: str) -> None:
 
 
 def _check_budget(marker: pytest.Mark, where: str) -> None:
-    from pytest_llmperf.budget import Budget
+    from pytest_llmperf.judge.budget import Budget
 
     Budget.from_marker(marker.args, marker.kwargs, where)
 
 
 def _check_cassette(marker: pytest.Mark, where: str) -> None:
-    from pytest_llmperf.cassettes.for_pytest import check_marker
+    from pytest_llmperf.plugin.cassettes import check_marker
 
     check_marker(marker, where)
 
@@ -263,7 +263,7 @@ def _marker_problem(item: pytest.Item) -> str | None:
             return str(exc)
     runs = _runs(item)
     if runs > 1:
-        from pytest_llmperf.budget import cannot_repeat
+        from pytest_llmperf.judge.budget import cannot_repeat
 
         cassette = item.get_closest_marker(CASSETTE_MARKER) is not None
         problem = cannot_repeat(runs, getattr(item, "fixturenames", ()), cassette)
@@ -338,13 +338,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     config = terminalreporter.config
     run = config.stash[RUN_KEY]
     if run.data is not None:
-        from pytest_llmperf.report import terminal_lines
+        from pytest_llmperf.report.document import terminal_lines
 
         terminalreporter.section("llmperf")
         for line in terminal_lines(run.data, run.path):
             terminalreporter.write_line(line)
     if run.comparison is not None:
-        from pytest_llmperf import gate
+        from pytest_llmperf.judge import gate
 
         regressed = bool(run.comparison.regressions)
         for line in gate.table(run.comparison):
@@ -364,7 +364,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     settings = config.stash[SETTINGS_KEY]
     if not settings.enabled:
         return
-    from pytest_llmperf.tracking import TRACKER_KEY
+    from pytest_llmperf.plugin.tracking import TRACKER_KEY
 
     if TRACKER_KEY in config.stash:
         run.session_calls.extend(r.to_dict() for r in config.stash[TRACKER_KEY].router.session)
@@ -381,7 +381,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     import dataclasses
     import time
 
-    from pytest_llmperf import report as _report
+    from pytest_llmperf.report import document as _report
 
     collector = _report.Collector()
     for report in run.reports:
@@ -412,7 +412,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def _running_calls(config: pytest.Config, run: _Run) -> dict[str, list[dict[str, object]]]:
     """The tests running when the run was interrupted, each with the calls it finished (in
     this process; an xdist worker's are lost with it)."""
-    from pytest_llmperf.tracking import TRACKER_KEY
+    from pytest_llmperf.plugin.tracking import TRACKER_KEY
 
     tracker = config.stash.get(TRACKER_KEY, None)
     current = tracker.latest if tracker is not None else None
@@ -426,7 +426,7 @@ def _running_calls(config: pytest.Config, run: _Run) -> dict[str, list[dict[str,
 
 def _gate(session: pytest.Session, run: _Run, settings: _settings.Settings) -> None:
     """Compare the run with the baseline; a regression fails the run in enforce mode."""
-    from pytest_llmperf import gate
+    from pytest_llmperf.judge import gate
 
     assert run.data is not None and run.baseline is not None
     run.comparison = comparison = gate.compare(
@@ -457,10 +457,16 @@ def llm_settings(pytestconfig: pytest.Config) -> _settings.Settings:
 @pytest.fixture(scope="session")
 def ollama_emulator(llm_settings: _settings.Settings) -> Iterator[EmulatorServer]:
     """An Ollama-compatible emulator on a free loopback port; ``.url`` is its base URL."""
-    from pytest_llmperf.emulator.runner import start_emulator
+    from pytest_llmperf.emulator.runner import build_app
+    from pytest_llmperf.emulator.server import EmulatorServer
 
     try:
-        server = start_emulator(llm_settings)
+        app = build_app(
+            llm_settings.emulator_profiles,
+            llm_settings.emulator_gguf,
+            llm_settings.emulator_time_scale,
+        )
+        server = EmulatorServer(app)
     except ConfigurationError as exc:
         pytest.fail(f"cannot start the ollama_emulator fixture: {exc}", pytrace=False)
     with server:
@@ -470,7 +476,7 @@ def ollama_emulator(llm_settings: _settings.Settings) -> Iterator[EmulatorServer
 @pytest.fixture(scope="session")
 def _llmperf_runtime(pytestconfig: pytest.Config) -> Runtime:
     if RUNTIME_KEY not in pytestconfig.stash:
-        from pytest_llmperf.runtime import Runtime
+        from pytest_llmperf.plugin.runtime import Runtime
 
         router = _tracker(pytestconfig, in_test=True).router
         pytestconfig.stash[RUNTIME_KEY] = Runtime(router)
@@ -543,7 +549,7 @@ def async_ollama_client(
     A plain fixture, so it needs no async fixture support: it works in pytest-asyncio's
     strict and auto modes and under anyio alike.
     """
-    from pytest_llmperf.tracking import ASYNC_CLIENTS_KEY
+    from pytest_llmperf.plugin.tracking import ASYNC_CLIENTS_KEY
 
     client = _fixture_call(_llmperf_runtime.async_client, _llmperf_test_settings, request)
     request.node.stash.setdefault(ASYNC_CLIENTS_KEY, []).append(client)  # closed after the body
@@ -592,9 +598,9 @@ def llm_cassette(
     request: pytest.FixtureRequest, _llmperf_test_settings: _settings.Settings
 ) -> Iterator[CassetteSession]:
     """This test's cassette: its LLM traffic is replayed from it or recorded to it."""
-    from pytest_llmperf.cassettes import CassetteError, patched
-    from pytest_llmperf.cassettes.for_pytest import open_session
-    from pytest_llmperf.tracking import PASSED_KEY
+    from pytest_llmperf.observe.cassettes import CassetteError, patched
+    from pytest_llmperf.plugin.cassettes import open_session
+    from pytest_llmperf.plugin.tracking import PASSED_KEY
 
     _tracker(request.config, in_test=True)  # its call report tells PASSED_KEY
 

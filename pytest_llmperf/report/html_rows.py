@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_llmperf.report import Collector, TestEntry
+    from pytest_llmperf.report.document import Collector, TestEntry
 
 NAME = "llmperf-html"
 HEADER = ("LLM calls", "LLM budget")
@@ -35,7 +35,7 @@ class LLMColumns:
     """Reads each test's reports, and writes its calls and verdict into its rows."""
 
     def __init__(self) -> None:
-        from pytest_llmperf.report import Collector
+        from pytest_llmperf.report.document import Collector
 
         self.tests: Collector = Collector()
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.cassettes.matching import key, normal_body
 from pytest_llmperf.errors import ConfigurationError
 from pytest_llmperf.files import remove_leftovers, write_atomically
+from pytest_llmperf.observe.cassettes.matching import key, normal_body
 
 FORMAT_VERSION = 1
 CUT_SHORT = "closed by the client"  # the error of an interaction the client did not read out
@@ -195,7 +195,7 @@ class Cassette:
 
     def closest(self, method: str, uri: str, body: bytes | str | None) -> Interaction | None:
         """The recorded request most like this one: same method and path, fewest differences."""
-        from pytest_llmperf.cassettes.matching import differences, target
+        from pytest_llmperf.observe.cassettes.matching import differences, target
 
         path = target(uri)
         candidates = [i for i in self.interactions if i.method == method.upper()]

@@ -15,14 +15,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from pytest_llmperf.protocol import ServerStats
-from pytest_llmperf.records import CallRecord
+from pytest_llmperf.client.protocol import ServerStats
+from pytest_llmperf.observe.records import CallRecord
 from pytest_llmperf.stats import quantile
 
-PER_CALL = ("total", "ttft", "tokens_per_s")
 PER_TEST = ("calls", "tokens", "wall", "p50", "p95", "p99")
 MODES = ("enforce", "warn", "off")
-SECONDS = {"total", "ttft", "wall", "p50", "p95", "p99"}
+# The budgets given in seconds (the rest are counts or rates).
+SECONDS = frozenset({"total", "ttft", "wall", "p50", "p95", "p99"})
 COUNTS = {"calls", "tokens", "runs"}
 
 
@@ -84,10 +84,6 @@ class Budget:
                 if getattr(self, f.name) is not None
             },
         )
-
-    @property
-    def empty(self) -> bool:
-        return all(getattr(self, name) is None for name in PER_CALL + PER_TEST)
 
 
 def _checked(name: str, value: Any, where: str) -> Any:
@@ -168,100 +164,91 @@ def judge(
     return found
 
 
+def _past(
+    name: str, measured: float | None, limit: float | None, call: int | None, line: str
+) -> list[Violation]:
+    """A violation when ``measured`` went past ``limit`` (below it, for a rate); ``line``
+    is formatted with ``measured`` and ``limit`` only then."""
+    if limit is None or measured is None:
+        return []
+    past = measured < limit if name == "tokens_per_s" else measured > limit
+    if not past:
+        return []
+    return [Violation(name, measured, limit, call, line.format(measured=measured, limit=limit))]
+
+
 def _per_call(budget: Budget, record: CallRecord, number: int, count: int) -> list[Violation]:
     where = f"call {number} of {count} ({record.route}, {record.model}"
     where += f", tier {record.tier})" if record.tier else ")"
-    found = []
-    if budget.total is not None and record.total_s > budget.total:
-        found.append(
-            Violation(
-                "total",
-                record.total_s,
-                budget.total,
-                number,
-                f"{where}: total {record.total_s:.3g} s > budget {budget.total:g} s",
-            )
-        )
-    if budget.ttft is not None and record.ttft_s is not None and record.ttft_s > budget.ttft:
-        found.append(
-            Violation(
-                "ttft",
-                record.ttft_s,
-                budget.ttft,
-                number,
-                f"{where}: time to first token {record.ttft_s:.3g} s > budget {budget.ttft:g} s",
-            )
-        )
-    speed = record.tokens_per_s
-    if budget.tokens_per_s is not None and speed is not None and speed < budget.tokens_per_s:
-        found.append(
-            Violation(
-                "tokens_per_s",
-                speed,
-                budget.tokens_per_s,
-                number,
-                f"{where}: {speed:.3g} tokens/s < budget {budget.tokens_per_s:g} tokens/s",
-            )
-        )
-    return found
+    where = _literal(where)
+    return [
+        *_past(
+            "total",
+            record.total_s,
+            budget.total,
+            number,
+            where + ": total {measured:.3g} s > budget {limit:g} s",
+        ),
+        *_past(
+            "ttft",
+            record.ttft_s,
+            budget.ttft,
+            number,
+            where + ": time to first token {measured:.3g} s > budget {limit:g} s",
+        ),
+        *_past(
+            "tokens_per_s",
+            record.tokens_per_s,
+            budget.tokens_per_s,
+            number,
+            where + ": {measured:.3g} tokens/s < budget {limit:g} tokens/s",
+        ),
+    ]
+
+
+def _literal(text: str) -> str:
+    """``text`` as part of a :meth:`str.format` template: its braces kept as they are."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _per_run(budget: Budget, calls: Sequence[CallRecord], where: str) -> list[Violation]:
-    found = []
-    if budget.calls is not None and len(calls) > budget.calls:
-        found.append(
-            Violation(
-                "calls",
-                len(calls),
-                budget.calls,
-                None,
-                f"{where}{len(calls)} calls > budget {budget.calls} calls",
-            )
-        )
+    where = _literal(where)
     tokens = sum(record.output_tokens or 0 for record in calls)
-    if budget.tokens is not None and tokens > budget.tokens:
-        found.append(
-            Violation(
-                "tokens",
-                tokens,
-                budget.tokens,
-                None,
-                f"{where}{tokens} output tokens > budget {budget.tokens} tokens",
-            )
-        )
     wall = sum(record.total_s for record in calls)
-    if budget.wall is not None and wall > budget.wall:
-        found.append(
-            Violation(
-                "wall",
-                wall,
-                budget.wall,
-                None,
-                f"{where}LLM time {wall:.3g} s > budget {budget.wall:g} s",
-            )
-        )
-    return found
+    return [
+        *_past(
+            "calls",
+            len(calls),
+            budget.calls,
+            None,
+            where + "{measured} calls > budget {limit} calls",
+        ),
+        *_past(
+            "tokens",
+            tokens,
+            budget.tokens,
+            None,
+            where + "{measured} output tokens > budget {limit} tokens",
+        ),
+        *_past(
+            "wall",
+            wall,
+            budget.wall,
+            None,
+            where + "LLM time {measured:.3g} s > budget {limit:g} s",
+        ),
+    ]
 
 
 def _percentiles(budget: Budget, calls: Sequence[CallRecord], runs: int) -> list[Violation]:
-    found = []
-    over = f" over {runs} runs" if runs > 1 else ""
     totals = [record.total_s for record in calls]
+    if not totals:
+        return []
+    over = f" over {runs} runs" if runs > 1 else ""
+    found = []
     for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-        limit = getattr(budget, name)
-        if limit is not None and totals:
-            measured = quantile(totals, q)
-            if measured > limit:
-                found.append(
-                    Violation(
-                        name,
-                        measured,
-                        limit,
-                        None,
-                        f"{name} of {len(totals)} calls{over} {measured:.3g} s > budget "
-                        f"{limit:g} s",
-                    )
-                )
+        line = f"{name} of {len(totals)} calls{over} " + "{measured:.3g} s > budget {limit:g} s"
+        found += _past(name, quantile(totals, q), getattr(budget, name), None, line)
     return found
 
 
@@ -330,26 +317,18 @@ def breakdown(record: CallRecord) -> str:
     return ", ".join(shown)
 
 
-def hint(violations: Sequence[Violation], records: Sequence[CallRecord]) -> str:
-    """The advice that fits the evidence of the calls that went past their budget."""
+def hint(test: str, violations: Sequence[Violation], records: Sequence[CallRecord]) -> str:
+    """The advice that fits the evidence of the calls that went past their budget: the first
+    recommendation rule that fires on them (the report's rules, so the two never disagree)."""
+    from pytest_llmperf.judge.recommend import for_one_test
+
     calls = judged(records)
-    culprits = [calls[v.call - 1] for v in violations if v.call is not None] or calls
-    load = sum(r.server.load_s or 0.0 for r in culprits)
-    total = sum(r.total_s for r in culprits) or 1.0
-    if load / total > 0.5:
-        models = ", ".join(sorted({r.model for r in culprits if r.server.load_s}))
-        return (
-            f"most of the time went to loading {models}: warm it up first (the llm_warm_up "
-            "fixture or client.warm_up()), or use a faster tier"
-        )
     if any(v.budget == "calls" for v in violations):
         return "the test makes more calls than budgeted: cache repeated calls or batch them"
-    prompts = [r.route + r.model for r in calls if r.cache in ("bypass", "off")]
-    if len(prompts) != len(set(prompts)):
-        return (
-            "calls to the same model went uncached: give them a seed or temperature 0 so the "
-            "cache can answer repeats, or pass cache=True"
-        )
+    culprits = [calls[v.call - 1] for v in violations if v.call is not None] or calls
+    found = for_one_test(test, [r.to_dict() for r in culprits])
+    if found:
+        return str(found[0]["message"])
     if any(r.tier not in (None, "fast") for r in culprits):
         return "use a faster tier (tier='fast'), ask for fewer tokens, or raise the budget"
     return "ask for fewer tokens (num_predict), or raise the budget if this is expected"
@@ -366,7 +345,7 @@ def verdict(test: str, violations: Sequence[Violation], records: Sequence[CallRe
         lines.append(f"  {violation.line}")
         if violation.call is not None:
             lines.append(f"    {breakdown(calls[violation.call - 1])}")
-    lines.append(f"hint: {hint(violations, records)}")
+    lines.append(f"hint: {hint(test, violations, records)}")
     return "\n".join(lines)
 
 

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmperf.budget import split
-from pytest_llmperf.protocol import ServerStats
-from pytest_llmperf.server_section import billions, bits
+from pytest_llmperf.client.protocol import ServerStats
+from pytest_llmperf.client.tiers import ORDER, TierPolicy
+from pytest_llmperf.client.timeouts import FLOOR
+from pytest_llmperf.judge.budget import split
+from pytest_llmperf.observe.server import billions, bits
 from pytest_llmperf.stats import quantile
-from pytest_llmperf.tiers import ORDER, TierPolicy
-from pytest_llmperf.timeouts import FLOOR
 
 Call = Mapping[str, Any]
 Test = Mapping[str, Any]
@@ -824,6 +824,15 @@ RULES: tuple[Rule, ...] = (
     fallbacks,
     no_baseline,
 )
+
+# The rules whose evidence one test's calls can hold, in the order a budget's hint tries them.
+FOR_ONE_TEST: tuple[Rule, ...] = (cold_loads, uncached_repeats, queueing, long_prompts)
+
+
+def for_one_test(nodeid: str, calls: Sequence[Call]) -> list[Recommendation]:
+    """What the rules that can judge one test's calls find in them (a budget's hint)."""
+    evidence = Evidence([{"nodeid": nodeid, "calls": list(calls)}])
+    return [item for rule in FOR_ONE_TEST for item in rule(evidence)]
 
 
 def recommend(

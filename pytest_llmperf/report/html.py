@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf import gate
 from pytest_llmperf.errors import ConfigurationError
 from pytest_llmperf.files import write_atomically
+from pytest_llmperf.judge import gate
+from pytest_llmperf.judge.budget import SECONDS
 
 COLD_LOAD_S = 0.03  # above a loaded model's few ms of load_duration, below any real load
 MAX_BUDGET_ROWS = 40  # tests in the budget chart: every one over budget, then the slowest
 INSTALL = "pip install 'pytest-llmperf[html]'"
 NEEDS_PLOTLY = f"the HTML page draws its charts with plotly, which is not installed: {INSTALL}"
 SECTIONS = ("run", "summary", "models")  # what the page reads beside the tests
-SECONDS_BUDGETS = frozenset({"total", "ttft", "wall", "p50", "p95", "p99"})
 SESSION = "(outside any test)"
 COLD, WARM, HIT = "cold", "warm", "cache hit"
 _STATE_COLOURS = {COLD: "#d62728", WARM: "#1f77b4", HIT: "#2ca02c"}
@@ -256,7 +256,7 @@ def budget_figure(go: Any, rows: Sequence[_Row]) -> Any:
     """Each test's slowest call as a bar, red where the test went over a budget, with each
     violated time budget's limit (a bar) and what was measured against it (a circle)."""
     shown = list(reversed(rows))  # plotly draws the first category at the bottom
-    over = [(r, v) for r in shown for v in r.violations if v.get("budget") in SECONDS_BUDGETS]
+    over = [(r, v) for r in shown for v in r.violations if v.get("budget") in SECONDS]
     traces = [
         go.Bar(
             name="slowest call",
@@ -600,6 +600,9 @@ def _optimizations(go: Any, figures: _Figures, rows: Any) -> str:
     return _section("optimizations", "Optimizations", chart + table)
 
 
+_NOT_PASSED = ("failed", "error", "interrupted")
+
+
 def _tests_table(tests: Sequence[Mapping[str, Any]]) -> str:
     head = ["test", "outcome", "calls", "LLM time", "slowest call", "violations"]
     rows = []
@@ -608,7 +611,7 @@ def _tests_table(tests: Sequence[Mapping[str, Any]]) -> str:
         outcome = str(test.get("outcome", ""))
         rows.append(
             (
-                "bad" if test["violations"] or outcome in ("failed", "error") else "",
+                "bad" if test["violations"] or outcome in _NOT_PASSED else "",
                 [
                     f"<code>{_e(test['nodeid'])}</code>",
                     f'<span class="outcome {_e(outcome)}">{_e(outcome)}</span>',
@@ -699,7 +702,7 @@ def _percent(value: Any) -> str:
 
 def _measure(budget: Any, value: Any) -> str:
     """A violation's figure in its budget's unit."""
-    if budget in SECONDS_BUDGETS:
+    if budget in SECONDS:
         return _seconds(value)
     if budget == "tokens_per_s":
         return f"{_fixed(value, 1)} tokens/s"
@@ -757,7 +760,7 @@ tbody tr.bad { background: #fff0f0; }
 code { font: 12.5px ui-monospace, "DejaVu Sans Mono", monospace; overflow-wrap: anywhere; }
 .chart { margin: 6px 0 12px; }
 .outcome.passed { color: #1a7f37; }
-.outcome.failed, .outcome.error { color: #cf222e; font-weight: 600; }
+.outcome.failed, .outcome.error, .outcome.interrupted { color: #cf222e; font-weight: 600; }
 .outcome.skipped { color: #5b6472; }
 .recommendation { border-left: 4px solid #8c959f; padding: 6px 12px; margin: 10px 0;
   background: #fafbfc; }

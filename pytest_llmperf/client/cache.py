@@ -1,7 +1,7 @@
 """The response cache: a bounded LRU in the process, then a Redis (or fakeredis) server.
 
 The key is a stable hash of what determines the answer: the route and the request body
-without ``stream`` and ``keep_alive`` (see :func:`pytest_llmperf.protocol.cache_identity`).
+without ``stream`` and ``keep_alive`` (see :func:`pytest_llmperf.client.protocol.cache_identity`).
 An entry holds the answer's chunks, so a streamed answer is served back as a stream and a
 whole answer as a one-chunk stream. Redis being down never fails a call: the cache logs one
 warning, goes on with the first level alone, and tries Redis again after ``retry_after_s``.
@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pytest_llmperf.client.protocol import cache_identity
 from pytest_llmperf.errors import ConfigurationError
-from pytest_llmperf.protocol import cache_identity
 
-log = logging.getLogger("pytest_llmperf.cache")
+log = logging.getLogger("pytest_llmperf.client.cache")
 
 Chunks = list[dict[str, Any]]
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -64,6 +64,9 @@ class CacheStats:
         return self.hits / looked if looked else None
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 def open_redis(url: str) -> RedisLike:
     """A Redis client for ``redis://`` / ``rediss://`` / ``unix://`` URLs, or ``fakeredis``."""
     if url == "fakeredis":
@@ -71,7 +74,7 @@ def open_redis(url: str) -> RedisLike:
 
         client: RedisLike = fakeredis.FakeRedis()
         return client
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    if not url.startswith(REDIS_SCHEMES):
         raise ConfigurationError(
             f"cannot use {url!r} as a cache: give memory, off, or a redis://HOST:PORT/DB URL"
         )

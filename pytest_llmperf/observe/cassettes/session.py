@@ -2,7 +2,7 @@
 
 While a :class:`CassetteSession` is active, every request that reaches the interception
 point (:mod:`pytest_llmperf.observe.point`: httpx's transports, httpx2's, and our own
-:class:`~pytest_llmperf.transport.AsyncLoopTransport`) goes through it, so the official
+:class:`~pytest_llmperf.client.transport.AsyncLoopTransport`) goes through it, so the official
 ``ollama`` client, the ``openai`` client, LangChain's and ours are all covered, sync and
 async.
 
@@ -31,10 +31,16 @@ from typing import Any
 
 import httpx
 
-from pytest_llmperf.cassettes.matching import differences, normal_body, target
-from pytest_llmperf.cassettes.scrub import SCRUBBED, Scrubber
-from pytest_llmperf.cassettes.store import CUT_SHORT, Cassette, CassetteError, Interaction
+from pytest_llmperf.client.protocol import STATISTICS
 from pytest_llmperf.errors import LLMPerfError
+from pytest_llmperf.observe.cassettes.matching import differences, normal_body, target
+from pytest_llmperf.observe.cassettes.scrub import SCRUBBED, Scrubber
+from pytest_llmperf.observe.cassettes.store import (
+    CUT_SHORT,
+    Cassette,
+    CassetteError,
+    Interaction,
+)
 from pytest_llmperf.observe.point import playing
 
 MODES = ("none", "once", "new_episodes", "all", "rewrite")
@@ -109,7 +115,6 @@ class CassetteSession:
         self.path = path
         self.existed = path.exists()
         self.mode = "none" if mode == "once" and self.existed else mode
-        self.requested_mode = mode
         self.timing = timing
         self.others = others
         self.test = test
@@ -383,15 +388,7 @@ def _stats(body: bytes) -> dict[str, Any] | None:
         except ValueError:
             return None
         if isinstance(last, dict) and last.get("done"):
-            keys = (
-                "total_duration",
-                "load_duration",
-                "prompt_eval_count",
-                "prompt_eval_duration",
-                "eval_count",
-                "eval_duration",
-            )
-            return {k: last[k] for k in keys if k in last} or None
+            return {k: last[k] for k in STATISTICS if k in last} or None
         return None
     return None
 
