@@ -311,7 +311,7 @@ def _terminating_interrupts(enabled: bool) -> Iterator[None]:
         yield
         return
 
-    def terminate(number: int, frame: object) -> None:
+    def terminate(number: int, _frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         raise Terminated("SIGTERM")
 
