@@ -611,6 +611,7 @@ def llm_cassette(
     with patched(session):
         yield session
     try:
-        session.save(passed=request.node.stash.get(PASSED_KEY, False))
+        # no call report: the test did not run to its end (interrupted, or its setup failed)
+        session.save(passed=request.node.stash.get(PASSED_KEY, None))
     except CassetteError as exc:
         pytest.fail(str(exc), pytrace=False)

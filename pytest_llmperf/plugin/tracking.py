@@ -117,6 +117,8 @@ class Tracker:
             del item.stash[VIOLATIONS_KEY]
         if RUNS_KEY in item.stash:
             del item.stash[RUNS_KEY]
+        if PASSED_KEY in item.stash:  # an earlier attempt's verdict is not this one's
+            del item.stash[PASSED_KEY]
         unmeasured = item.get_closest_marker(UNMEASURED) is not None
         recorder = Discard(item.nodeid) if unmeasured else Recorder(item.nodeid)
         self.router.current = item.stash[RECORDER_KEY] = self.latest = recorder

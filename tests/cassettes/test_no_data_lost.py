@@ -41,9 +41,14 @@ def recorded(
     return session
 
 
+def prompts(path: Path) -> list[str]:
+    return [json.loads(str(i.request_body))["prompt"] for i in Cassette.load(path).interactions]
+
+
 @pytest.mark.parametrize("mode", RECORDING_MODES)
-def test_a_test_that_did_not_pass_writes_nothing_in_any_mode(
-    paced: EmulatorServer, cassette_path: Path, mode: str
+@pytest.mark.parametrize("passed", [None, False])
+def test_an_interrupted_test_writes_nothing_and_a_failed_one_destroys_nothing(
+    paced: EmulatorServer, cassette_path: Path, mode: str, passed: bool | None
 ) -> None:
     if mode != "once":  # once records only a cassette that does not exist yet
         recorded(cassette_path, paced.url, "t::old", "old")
@@ -52,11 +57,16 @@ def test_a_test_that_did_not_pass_writes_nothing_in_any_mode(
     with patched(session):
         ask(paced.url, "new")
     assert len(session.recorded) == 1
-    session.save(passed=False)
-    if mode == "once":
+    session.save(passed=passed)  # None: it did not run to its end
+    if passed is False and mode == "once":  # a new cassette: the failure replays offline
+        assert prompts(cassette_path) == ["new"]
+    elif passed is False and mode == "new_episodes":  # added to what was there
+        assert prompts(cassette_path) == ["old", "new"]
+    elif mode == "once":
         assert not cassette_path.parent.exists()  # not even its folder
-    else:
+    else:  # interrupted, or all and rewrite, which would replace the old recording
         assert cassette_path.read_bytes() == before
+    if cassette_path.parent.exists():
         assert [p.name for p in cassette_path.parent.iterdir()] == [cassette_path.name]
 
 

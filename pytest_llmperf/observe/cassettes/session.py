@@ -142,17 +142,22 @@ class CassetteSession:
     def records(self) -> bool:
         return self.mode != "none"
 
-    def save(self, passed: bool) -> None:
-        """Write what was recorded, in every mode only after a passing test.
+    def save(self, passed: bool | None) -> None:
+        """Write what was recorded by a test that ran to its end.
 
-        A test that failed, errored or was interrupted leaves every cassette file as it
-        was. The new interactions are merged with what the file holds when it is written
-        (see :meth:`Cassette.save_recording`), so no other test's interactions are lost.
+        ``passed``: whether the test passed; ``None`` when it did not run to its end
+        (interrupted, or its setup failed), which writes nothing in any mode. A failed test
+        is written only where that destroys nothing: a cassette ``once`` creates, episodes
+        ``new_episodes`` adds (so a budget failure recorded live fails again offline);
+        ``all`` and ``rewrite``, which replace what a cassette had, write only after a pass.
+        The new interactions are merged with what the file holds when it is written (see
+        :meth:`Cassette.save_recording`), so no other test's interactions are lost.
         """
-        self._settle_foreign(passed)
-        if not passed or not self.cassette.new:
-            return
         fresh = self.mode in ("all", "rewrite")
+        keep = passed is True or (passed is False and not fresh)
+        self._settle_foreign(keep)
+        if not keep or not self.cassette.new:
+            return
         self.cassette.save_recording(self.test, fresh=fresh, own=self.own)
 
     # --- traffic of other HTTP libraries, through vcrpy --------------------------------
@@ -207,11 +212,11 @@ class CassetteSession:
                 headers[name] = [SCRUBBED]
         return response
 
-    def _settle_foreign(self, passed: bool) -> None:
+    def _settle_foreign(self, keep: bool) -> None:
         scratch = self._foreign_target()
         if scratch == self.foreign_path or not scratch.exists():
             return
-        if passed:
+        if keep:
             os.replace(scratch, self.foreign_path)
         else:
             scratch.unlink()
