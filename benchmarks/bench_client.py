@@ -38,12 +38,9 @@ import argparse
 import asyncio
 import gc
 import hashlib
-import ipaddress
 import json
 import os
-import selectors
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,12 +55,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import ollama
+from serving import llmperf_serve
 
 from pytest_llmperf import AsyncOllamaClient, OllamaClient, ResponseCache
 from pytest_llmperf.client.cache import open_redis
 
-LISTENING = "llmperf emulator listening on "
-STARTUP_TIMEOUT_S = 30.0
 FAST_MODEL = "bench-fast:latest"
 SLOW_MODEL = "bench-slow:latest"
 PROMPT = "Why is the sky blue?"
@@ -125,35 +121,14 @@ response_tokens = [{args.slow_tokens}, {args.slow_tokens}]
 @contextmanager
 def emulator(profiles: Path, time_scale: float, parallel: int) -> Iterator[str]:
     """``llmperf serve`` on a free loopback port, in its own process; yields its base URL."""
-    llmperf = Path(sys.executable).with_name("llmperf")
-    command = [str(llmperf), "serve", "--host", "127.0.0.1", "--port", "0"]
-    command += ["--time-scale", repr(time_scale), "--profiles", str(profiles)]
-    command += ["--num-parallel", str(parallel), "--max-queue", str(max(parallel, 512))]
-    command += ["--log-level", "warning"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            ready = selector.select(timeout=STARTUP_TIMEOUT_S)
-        line = process.stdout.readline() if ready else ""
-        if not line.startswith(LISTENING):
-            raise SystemExit(f"the emulator did not start: {line!r}")
-        url = line[len(LISTENING) :].strip()
-        if not ipaddress.ip_address(urlsplit(url).hostname or "").is_loopback:
-            raise SystemExit(f"the emulator is not on a loopback address: {url}")
+    options = ["--time-scale", repr(time_scale), "--profiles", str(profiles)]
+    options += ["--num-parallel", str(parallel), "--max-queue", str(max(parallel, 512))]
+    with llmperf_serve([*options, "--log-level", "warning"]) as (url, process):
         print(
             f"emulator: {url} (pid {process.pid}, time scale {time_scale:g}, "
             f"num_parallel {parallel})"
         )
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 # --- statistics ---------------------------------------------------------------------------

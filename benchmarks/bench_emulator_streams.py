@@ -40,6 +40,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from serving import process_cpu, stop
 
 LISTENING = "llmperf emulator listening on "
 MODEL = "bench:latest"
@@ -143,22 +144,7 @@ def start_server(profiles: Path, parallel: int) -> tuple[subprocess.Popen[str], 
     return process, url
 
 
-def stop_server(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc; NaN elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+stop_server = stop
 
 
 def machine_cpu() -> float:

@@ -32,6 +32,12 @@ def test_one_test_with_its_own_settings(ollama_client, llm_calls):
     assert llm_calls[0].model == "llama3.2:3b" and llm_calls[0].cache == "off"
 
 
+@pytest.mark.llm_settings(retries=0)
+def test_reads_the_settings_its_marker_gives(llm_settings, llm_test_settings):
+    assert llm_settings.retries == 2  # the run's
+    assert llm_test_settings.retries == 0  # this test's
+
+
 @pytest.mark.llm_cassette
 def test_chat_replays_offline(ollama_client, llm_cassette):
     answer = ollama_client.chat(tier="fast", messages=[{"role": "user", "content": "Hi!"}])

@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a real GGUF model through llama.cpp under NAME (repeatable)",
     )
     serve.add_argument(
+        "--gguf-threads",
+        type=_positive,
+        help="llama.cpp threads for the --gguf models (default: half the cores)",
+    )
+    serve.add_argument(
         "--num-parallel", type=_positive, help="requests at once per model (OLLAMA_NUM_PARALLEL)"
     )
     serve.add_argument(
@@ -198,6 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.profiles,
         args.gguf,
         args.time_scale,
+        gguf_threads=args.gguf_threads,
         num_parallel=args.num_parallel,
         max_queue=args.max_queue,
         max_loaded_models=args.max_loaded_models,

@@ -88,3 +88,18 @@ def test_the_rules_see_a_forbidden_import(tmp_path: Path) -> None:
     source = "def f():\n    from pytest_llmperf.plugin import hooks\n"
     found = [_part(m) for _, m in _imports(ast.parse(source))]
     assert "plugin" in found
+
+
+LONGEST = 60  # lines a function of the package may take, its docstring and decorators included
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    long = []
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                assert node.end_lineno is not None
+                if node.end_lineno - first + 1 > LONGEST:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert not long, f"functions over {LONGEST} lines: {long}"

@@ -527,15 +527,7 @@ class Core:
         content = _COMPACT.encode(payload).encode()
         trace.digest = blake2b(content, digest_size=8).hexdigest()
         began = perf_counter()
-        waiting = "first_token" if stream and limits.first_token < limits.total else "total"
-        first = limits.first_token if waiting == "first_token" else limits.total
-        timeouts = {
-            "connect": min(limits.connect, limits.total),
-            "read": first,
-            "write": limits.total,
-            "pool": limits.total,
-            "due": began + first,  # the end of the running phase (see the module's doc)
-        }
+        waiting, first, timeouts = _first_phase(limits, stream, began)
         where = _Where(host, trace.model, trace.route, trace.tier)
         reader: StreamReader | None = None
         try:
@@ -543,20 +535,8 @@ class Core:
                 "POST", self._url(host, trace.route), content, timeouts, self.json_headers
             )
             trace.recorded = response.extensions.get("llmperf_recorded")
-        except httpx.TimeoutException as exc:
-            phase = (
-                "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else waiting
-            )
-            limit = timeouts["connect"] if phase == "connect" else first
-            if isinstance(exc, httpx.PoolTimeout):  # waited for a free connection: pool limit
-                limit = timeouts["pool"]
-            raise where.timeout(phase, limit, perf_counter() - began) from None
-        except httpx.TransportError as exc:
-            raise where.unreachable(exc) from None
-        except RuntimeError as exc:
-            if not str(exc).startswith(BLOCKED):
-                raise
-            raise where.blocked(exc) from None
+        except (httpx.TransportError, RuntimeError) as exc:
+            raise _not_opened(exc, where, waiting, timeouts, began) from None
         try:
             if response.status_code != 200:
                 data = yield ReadBody(response, where, self.max_line, timeouts)
@@ -648,6 +628,43 @@ def _with_json_type(headers: Mapping[str, str] | None) -> httpx.Headers:
     if headers:
         merged.update(headers)  # case-insensitive: a caller's content-type replaces ours
     return merged
+
+
+def _not_opened(
+    exc: httpx.TransportError | RuntimeError,
+    where: _Where,
+    waiting: str,
+    timeouts: dict[str, float],
+    began: float,
+) -> Exception:
+    """What a request that got no response headers raises: a timeout in its phase, the host
+    unreachable, or the network blocked (a RuntimeError that is not that is raised again)."""
+    if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx.PoolTimeout):  # waited for a free connection: the pool limit
+            return where.timeout("connect", timeouts["pool"], perf_counter() - began)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return where.timeout("connect", timeouts["connect"], perf_counter() - began)
+        return where.timeout(waiting, timeouts["read"], perf_counter() - began)
+    if isinstance(exc, httpx.TransportError):
+        return where.unreachable(exc)
+    if not str(exc).startswith(BLOCKED):
+        raise exc
+    return where.blocked(exc)
+
+
+def _first_phase(limits: Limits, stream: bool, began: float) -> tuple[str, float, dict[str, float]]:
+    """The phase a request waits in until its headers come, that phase's limit, and the
+    request's httpx timeouts (with ``due``, the end of the phase: see the module's doc)."""
+    waiting = "first_token" if stream and limits.first_token < limits.total else "total"
+    first = limits.first_token if waiting == "first_token" else limits.total
+    timeouts = {
+        "connect": min(limits.connect, limits.total),
+        "read": first,
+        "write": limits.total,
+        "pool": limits.total,
+        "due": began + first,
+    }
+    return waiting, first, timeouts
 
 
 class _Where:

@@ -60,17 +60,24 @@ class Tiers:
     @classmethod
     def parse(cls, entries: Sequence[str], base: Mapping[str, str] | None = None) -> Tiers:
         """A table from ``TIER=MODEL`` strings, laid over ``base`` (the defaults)."""
-        models = dict(DEFAULT_MODELS if base is None else base)
-        for entry in entries:
-            name, sep, model = (part.strip() for part in entry.partition("="))
-            if not sep or not name or not model:
-                raise ConfigurationError(
-                    f"cannot read tier {entry!r}: write TIER=MODEL, as in fast=llama3.2:1b"
-                )
-            if name == AUTO:
-                raise ConfigurationError(f"{AUTO!r} is the policy's name and cannot be a tier")
-            models[name] = model
-        return cls(_ordered(models))
+        return cls.of(dict(cls.entry(entry) for entry in entries), base)
+
+    @classmethod
+    def of(cls, models: Mapping[str, str], base: Mapping[str, str] | None = None) -> Tiers:
+        """A table of ``models`` (tier -> model) laid over ``base`` (the defaults)."""
+        return cls(_ordered({**(DEFAULT_MODELS if base is None else base), **models}))
+
+    @staticmethod
+    def entry(text: str) -> tuple[str, str]:
+        """``TIER=MODEL`` as the pair (tier, model)."""
+        name, sep, model = (part.strip() for part in text.partition("="))
+        if not sep or not name or not model:
+            raise ConfigurationError(
+                f"cannot read tier {text!r}: write TIER=MODEL, as in fast=llama3.2:1b"
+            )
+        if name == AUTO:
+            raise ConfigurationError(f"{AUTO!r} is the policy's name and cannot be a tier")
+        return name, model
 
     def model(self, tier: str) -> str:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
@@ -86,14 +87,30 @@ class Request:
             raise HTTPError(400, str(exc)) from None
 
 
+# A part of a streamed body that comes within this long of the previous write waits with the
+# others that follow it, and they go out together when this long has passed since that write.
+GATHER_S = 0.005
+
+
 class Responder:
-    """Writes one HTTP response through ASGI ``send``."""
+    """Writes one HTTP response through ASGI ``send``.
+
+    A part of a streamed body that finds the stream idle goes out at once. The parts that
+    follow it closely (a fast model's tokens) are gathered and go out together, at most one
+    write every :data:`GATHER_S`: a burst then costs a few writes, and a few wake-ups of the
+    client, instead of one per token, and no part waits longer than that.
+    """
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self.started = False
         self.finished = False  # the last part of the body has gone out
         self.hung_up = False  # the client hung up before the answer was complete
+        self._loop = asyncio.get_running_loop()
+        self._sent_at = -math.inf  # when the last part of the body went out, loop clock
+        self._gathered: list[bytes] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Task[None] | None = None
 
     async def start(self, status: int, media_type: str) -> None:
         self.started = True
@@ -102,7 +119,39 @@ class Responder:
 
     async def body(self, data: bytes, more: bool = False) -> None:
         self.finished = not more
+        if more and (self._gathered or self._loop.time() - self._sent_at < GATHER_S):
+            self._gathered.append(data)
+            if self._timer is None:
+                self._timer = self._loop.call_at(self._sent_at + GATHER_S, self._write_gathered)
+            return
+        await self.flush()
+        self._sent_at = self._loop.time()
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def flush(self) -> None:
+        """Send what has been gathered now (after a write under way)."""
+        if self._gathered:
+            self._write_gathered()
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+
+    def close(self) -> None:
+        """The request is over: drop what has not gone out (its client has hung up)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._gathered = []
+
+    def _write_gathered(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        data, self._gathered = b"".join(self._gathered), []
+        message = {"type": "http.response.body", "body": data, "more_body": True}
+        self._sent_at = self._loop.time()
+        self._writing = self._loop.create_task(_write(self._send, message, self._writing))
+        self._writing.add_done_callback(_retrieved)
 
     async def whole(self, status: int, media_type: str, data: bytes) -> None:
         await self.start(status, media_type)
@@ -110,6 +159,18 @@ class Responder:
 
     async def json(self, obj: Any, status: int = 200) -> None:
         await self.whole(status, wire.JSON, wire.dumps(obj))
+
+
+async def _write(send: Send, message: Mapping[str, Any], after: asyncio.Task[None] | None) -> None:
+    if after is not None:
+        await after
+    await send(message)
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """A gathered write that fails is seen by the next ``flush``; none may follow it."""
+    if not task.cancelled():
+        task.exception()
 
 
 Handler = Callable[["EmulatorApp", Request, Responder], Awaitable[None]]
@@ -143,6 +204,7 @@ class EmulatorApp:
                 task.uncancel()
         finally:
             watch.cancel()
+            responder.close()
 
     async def _answer(self, request: Request, responder: Responder) -> None:
         handler, family = _route(request.method, request.path)
@@ -438,7 +500,11 @@ async def _answer_stream(
         elif isinstance(event, Done):
             await out.body(shape.final(event))
             return
-        event = await events.__anext__()
+        try:
+            event = await events.__anext__()
+        except DropConnection:
+            await out.flush()  # the chunks before the drop reach the client
+            raise
 
 
 async def _answer_whole(

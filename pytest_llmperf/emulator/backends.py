@@ -6,6 +6,7 @@ Two backends exist: :mod:`.synthetic` (timing from a latency profile, determinis
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,10 +37,18 @@ class Pacing:
     """Time the server spent outside the model during a generation (injected stalls).
 
     A backend that paces itself by a schedule moves the schedule by ``paused_s``, so tokens
-    after a pause keep the model's rate instead of arriving all at once.
+    after a pause keep the model's rate instead of arriving all at once. A backend computing
+    in a thread of its own waits for ``running`` between tokens, so it does not compute ahead
+    while the server pauses (the engine clears it for the length of a pause).
     """
 
     paused_s: float = 0.0
+    running: threading.Event = field(default_factory=lambda: _set(threading.Event()))
+
+
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
 
 
 @dataclass(frozen=True)

@@ -259,7 +259,11 @@ async def _strike(
             continue
         if fault.kind in (FaultKind.STALL, FaultKind.SLOW_FIRST_TOKEN):
             paused = time.perf_counter()
-            await asyncio.sleep(fault.seconds)
+            pacing.running.clear()
+            try:
+                await asyncio.sleep(fault.seconds)
+            finally:
+                pacing.running.set()
             pacing.paused_s += time.perf_counter() - paused
         elif fault.kind is FaultKind.ERROR_LINE:
             return remaining, ErrorLine(fault.error_message)

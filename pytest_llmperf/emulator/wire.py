@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from json.encoder import encode_basestring
 from typing import Any, Protocol
 
 from pytest_llmperf.emulator.backends import Token, ToolCall
@@ -24,8 +25,19 @@ Chunk = Token | ToolCall
 
 
 def now_rfc3339() -> str:
-    """Ollama's ``created_at``: RFC 3339 in UTC with microseconds and a ``Z``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Ollama's ``created_at``: RFC 3339 in UTC with microseconds and a ``Z``.
+
+    Every streamed chunk carries one, so the part up to the second is formatted once a second.
+    """
+    micros = time.time_ns() // 1000
+    seconds, fraction = divmod(micros, 1_000_000)
+    if seconds != _second[0]:
+        moment = datetime.fromtimestamp(seconds, timezone.utc)
+        _second[:] = [seconds, moment.strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_second[1]}.{fraction:06d}Z"
+
+
+_second: list[Any] = [None, ""]  # the second last formatted, and its text
 
 
 def rfc3339(moment: datetime) -> str:
@@ -68,13 +80,23 @@ class OllamaGenerate:
 
     def __init__(self, model: str) -> None:
         self.model = model
+        # A streamed chunk is written from pieces: its keys and the model's name never change.
+        self._head = '{"model":' + encode_basestring(model) + ',"created_at":"'
 
     def _base(self) -> dict[str, Any]:
         return {"model": self.model, "created_at": now_rfc3339()}
 
     def chunk(self, event: Chunk) -> bytes:
         text = event.text if isinstance(event, Token) else ""
-        return dumps({**self._base(), "response": text, "done": False}) + b"\n"
+        return self._text_chunk("response", text)
+
+    def _text_chunk(self, key: str, text: str) -> bytes:
+        """``{"model":...,"created_at":...,KEY:"text","done":false}``, as :func:`dumps` would."""
+        value = encode_basestring(text)
+        if key == "message":
+            value = '{"role":"assistant","content":' + value + "}"
+        line = f'{self._head}{now_rfc3339()}","{key}":{value},"done":false}}\n'
+        return line.encode()
 
     def final(self, done: Done) -> bytes:
         return dumps(self._final(done, "")) + b"\n"
@@ -101,6 +123,8 @@ class OllamaChat(OllamaGenerate):
     """``/api/chat``: ``message`` pieces; tool calls as a message with ``tool_calls``."""
 
     def chunk(self, event: Chunk) -> bytes:
+        if isinstance(event, Token):
+            return self._text_chunk("message", event.text)
         return dumps({**self._base(), "message": _message(event), "done": False}) + b"\n"
 
     def _final(self, done: Done, response: str) -> dict[str, Any]:

@@ -14,18 +14,29 @@ import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from pytest_llmperf.client.protocol import ServerStats
 from pytest_llmperf.client.tiers import ORDER, TierPolicy
 from pytest_llmperf.client.timeouts import FLOOR
 from pytest_llmperf.judge.budget import split
+from pytest_llmperf.observe.records import CallDict
 from pytest_llmperf.observe.server import billions, bits
 from pytest_llmperf.stats import quantile
 
-Call = Mapping[str, Any]
+Call = CallDict
 Test = Mapping[str, Any]
-Recommendation = dict[str, Any]
+
+
+class Recommendation(TypedDict):
+    """One finding: the rule's ``id``, a ``severity`` (see :data:`SEVERITIES`), the advice in
+    ``message``, and the ``evidence`` it stands on (figures, tests, models)."""
+
+    id: str
+    severity: str
+    message: str
+    evidence: dict[str, Any]
+
 
 SEVERITIES = ("error", "warning", "info")
 LOAD_SHARE = 0.5  # a test whose calls to a model spent more than this loading it
@@ -112,7 +123,7 @@ def cold_loads(ev: Evidence) -> list[Recommendation]:
     for (model, nodeid), (load, total) in per.items():
         if total > 0 and load / total > LOAD_SHARE:
             by_model.setdefault(model, []).append((load / total, nodeid, load))
-    out = []
+    out: list[Recommendation] = []
     for model, found in sorted(by_model.items()):
         found.sort(key=lambda item: (-item[0], item[1]))
         share, worst, _ = found[0]
@@ -154,7 +165,7 @@ def over_budget(ev: Evidence) -> list[Recommendation]:
             seen["budgets"].add(violation["budget"])
             if test["nodeid"] not in seen["tests"]:
                 seen["tests"].append(test["nodeid"])
-    out = []
+    out: list[Recommendation] = []
     for model, seen in sorted(over.items()):
         count, total = len(seen["calls"]), judged.get(model, len(seen["calls"]))
         if count < 2 and count < total:
@@ -239,7 +250,7 @@ def near_limits(ev: Evidence) -> list[Recommendation]:
     for _, call in _calls(ev.tests):
         if call.get("outcome") == "ok" and call.get("limits") and not call.get("cache_hit"):
             per.setdefault(str(call["model"]), []).append(call)
-    out = []
+    out: list[Recommendation] = []
     for model, calls in sorted(per.items()):
         if len(calls) < 5:
             continue
@@ -247,8 +258,11 @@ def near_limits(ev: Evidence) -> list[Recommendation]:
             # the first-token limit applies to streams only: a whole answer's first token
             # comes with its last
             judged = [c for c in calls if phase == "total" or c.get("stream")]
-            values = [float(c[field]) for c in judged if c.get(field) is not None]
-            limits = [float(c["limits"][phase]) for c in judged if c["limits"].get(phase)]
+            taken = (c["total_s"] if phase == "total" else c["ttft_s"] for c in judged)
+            values = [float(v) for v in taken if v is not None]
+            limits = [
+                float(c["limits"][phase]) for c in judged if c["limits"] and c["limits"].get(phase)
+            ]
             if not values or not limits:
                 continue
             p99, limit = quantile(values, 0.99), min(limits)
@@ -298,7 +312,7 @@ def failures(ev: Evidence) -> list[Recommendation]:
             seen["error"] += 1
         if nodeid not in seen["tests"]:
             seen["tests"].append(nodeid)
-    out = []
+    out: list[Recommendation] = []
     for model, seen in sorted(per.items()):
         phases: dict[str, int] = seen["timeout"]
         parts = [f"{n} timed out waiting for {phase}" for phase, n in sorted(phases.items())]
@@ -368,7 +382,7 @@ def far_limits(ev: Evidence) -> list[Recommendation]:
         if len(calls) < 5:
             continue
         p99 = quantile([float(c["total_s"]) for c in calls], 0.99)
-        limit = float(calls[-1]["limits"]["total"])  # the one in force at the end
+        limit = float((calls[-1]["limits"] or {})["total"])  # the one in force at the end
         if p99 <= 0 or limit <= FAR_LIMIT * p99 or limit <= FLOOR.total:
             continue
         fit, tier = max(3 * p99, FLOOR.total), calls[-1].get("tier") or "TIER"
@@ -420,7 +434,7 @@ def smaller_models(ev: Evidence) -> list[Recommendation]:
             continue
         wanted = max((str(_tier_needed(c)) for _, c in simple), key=ORDER.index)
         prompts = max(int(_server(c).prompt_eval_count or 0) for _, c in simple)
-        answers = max(int(c["output_tokens"]) for _, c in simple)
+        answers = max(int(c["output_tokens"] or 0) for _, c in simple)
         out.append(
             _found(
                 "smaller-model",
@@ -737,7 +751,7 @@ def sequential_calls(ev: Evidence) -> list[Recommendation]:
 def _slowness(ev: Evidence, model: str) -> list[str]:
     """What says ``model`` was slow in this run."""
     calls = [c for _, c in ev.worked() if c["model"] == model]
-    speeds = [float(c["tokens_per_s"]) for c in calls if c.get("tokens_per_s")]
+    speeds = [float(c["tokens_per_s"] or 0.0) for c in calls if c.get("tokens_per_s")]
     why = []
     if speeds and sum(speeds) / len(speeds) < SLOW_TOKENS_PER_S:
         why.append(f"{sum(speeds) / len(speeds):.3g} tokens/s")

@@ -1,7 +1,7 @@
 """The measured record of every call, and the recorder that collects a test's records.
 
-Definitions follow the common LLM benchmarks (the README's "What is measured"): time to first token
-is from the start of the call to the first chunk that carries text; inter-token gaps are
+Definitions follow the common LLM benchmarks (the README's "What is measured"): time to first
+token is from the start of the call to the first chunk that carries text; inter-token gaps are
 between successive text chunks, excluding the first; time per output token is
 ``(total - ttft) / (output tokens - 1)``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from pytest_llmperf.client.protocol import ServerStats
 from pytest_llmperf.client.timeouts import Limits
@@ -38,6 +38,36 @@ class GapSummary:
             p95=quantile(gaps, 0.95),
             max=max(gaps),
         )
+
+
+class CallDict(TypedDict):
+    """A :class:`CallRecord` as the report holds it (:meth:`CallRecord.to_dict`)."""
+
+    route: str
+    model: str
+    tier: str | None
+    host: str | None
+    stream: bool
+    purpose: str
+    cache: str
+    started_at: float
+    total_s: float
+    ttft_s: float | None
+    gaps: dict[str, float] | None
+    output_tokens: int | None
+    server: dict[str, Any]  # ServerStats: counts and seconds
+    limits: dict[str, float] | None
+    retries: int
+    fallback_from: list[str]
+    outcome: str
+    error: str | None
+    timeout_phase: str | None
+    timing: str
+    request_digest: str | None
+    source: str
+    tokens_per_s: float | None
+    time_per_output_token_s: float | None
+    cache_hit: bool
 
 
 @dataclass(slots=True)
@@ -94,9 +124,9 @@ class CallRecord:
     def cache_hit(self) -> bool:
         return self.cache.startswith("hit")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> CallDict:
         """A JSON-able dict of every field and the derived figures."""
-        out = asdict(self)
+        out = cast(CallDict, asdict(self))
         out["fallback_from"] = list(self.fallback_from)
         out["tokens_per_s"] = self.tokens_per_s
         out["time_per_output_token_s"] = self.time_per_output_token_s

@@ -74,7 +74,11 @@ def open_session(item: pytest.Item, settings: Settings) -> CassetteSession:
     return CassetteSession(
         cassette_path(item, settings, name),
         mode=kwargs.get("record_mode") or settings.record_mode,
-        timing=parse_timing(str(kwargs.get("timing") or settings.replay_timing)),
+        timing=(
+            settings.replay_timing
+            if kwargs.get("timing") is None
+            else parse_timing(str(kwargs["timing"]))
+        ),
         scrubber=Scrubber(settings.scrub_headers, settings.scrub_query),
         # pytest-recording's cassette takes the other HTTP libraries' traffic then
         others=item.get_closest_marker(VCR_MARKER) is None,

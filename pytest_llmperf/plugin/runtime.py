@@ -16,8 +16,7 @@ from pytest_llmperf.client.faces import AsyncOllamaClient, OllamaClient, new_syn
 from pytest_llmperf.client.hosts import HostPool
 from pytest_llmperf.client.lanes import Lanes
 from pytest_llmperf.client.protocol import Api
-from pytest_llmperf.client.tiers import Tiers
-from pytest_llmperf.client.timeouts import TIER_LIMITS, UNTIERED, AdaptiveTimeouts, Limits
+from pytest_llmperf.client.timeouts import AdaptiveTimeouts, Limits
 from pytest_llmperf.observe.records import RecordRouter
 from pytest_llmperf.plugin.settings import EMULATOR, Settings
 
@@ -28,7 +27,7 @@ class Runtime:
     def __init__(self, router: RecordRouter) -> None:
         self.router = router
         self._caches: dict[tuple[str, float | None, str], ResponseCache | None] = {}
-        self._timeouts: dict[tuple[tuple[str, ...], bool], AdaptiveTimeouts] = {}
+        self._timeouts: dict[tuple[tuple[tuple[str, Limits], ...], bool], AdaptiveTimeouts] = {}
         self._pools: dict[tuple[str, ...], HostPool] = {}
         self.lanes: Lanes[httpx.Client] = Lanes(new_sync_http)
 
@@ -39,7 +38,7 @@ class Runtime:
         return self._caches[key]
 
     def timeouts(self, settings: Settings) -> AdaptiveTimeouts:
-        key = (settings.timeouts, settings.adaptive_timeouts)
+        key = (tuple(settings.timeouts.items()), settings.adaptive_timeouts)
         if key not in self._timeouts:
             self._timeouts[key] = make_timeouts(settings)
         return self._timeouts[key]
@@ -62,7 +61,7 @@ class Runtime:
         return {
             "host": self.pool(settings, emulator),
             "api": _api(settings),
-            "tiers": Tiers.parse(settings.tiers),
+            "tiers": settings.tiers,
             "cache": self.cache(settings),
             "timeouts": self.timeouts(settings),
             "fallback": settings.fallback,
@@ -104,10 +103,5 @@ def make_cache(settings: Settings) -> ResponseCache | None:
 
 
 def make_timeouts(settings: Settings) -> AdaptiveTimeouts:
-    """Per-tier limits (the defaults with ``settings.timeouts`` laid over) and adaptation."""
-    tiers = dict(TIER_LIMITS)
-    for spec in settings.timeouts:
-        tier, _, text = spec.partition(":")
-        tier = tier.strip()
-        tiers[tier] = Limits.parse(text, tiers.get(tier, UNTIERED))
-    return AdaptiveTimeouts(tiers=tiers, enabled=settings.adaptive_timeouts)
+    """The per-tier limits of ``settings.timeouts``, and their adaptation."""
+    return AdaptiveTimeouts(tiers=dict(settings.timeouts), enabled=settings.adaptive_timeouts)

@@ -10,12 +10,18 @@ from __future__ import annotations
 import importlib
 import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from pytest_llmperf.client.tiers import Tiers
+from pytest_llmperf.client.timeouts import TIER_LIMITS, UNTIERED, Limits
+
+if TYPE_CHECKING:
+    from pytest_llmperf.judge.budget import Budget
 
 EMULATOR = "emulator"
 
@@ -33,8 +39,8 @@ class Settings:
     cache: str = "memory"
     cache_ttl: float | None = None
     cache_namespace: str = "llmperf"
-    tiers: tuple[str, ...] = ()
-    timeouts: tuple[str, ...] = ()
+    tiers: Tiers = field(default_factory=Tiers)
+    timeouts: Mapping[str, Limits] = field(default_factory=lambda: dict(TIER_LIMITS))
     adaptive_timeouts: bool = True
     fallback: bool = False
     retries: int = 2
@@ -42,14 +48,14 @@ class Settings:
     max_line_bytes: int = 16 * 1024 * 1024
     keep_alive: str = "30m"
     record_mode: str = "none"
-    replay_timing: str = "instant"
+    replay_timing: float = 0.0  # a factor of the recorded waits: 0 instant, 1 as recorded
     cassette_dir: str = "cassettes"
     scrub_headers: tuple[str, ...] = ()
     scrub_query: tuple[str, ...] = ()
     measure: str = "all"
     route_prefixes: tuple[str, ...] = ()
     budget_mode: str = "enforce"
-    budgets: tuple[str, ...] = ()
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
     report: str = ""
     report_dir: str = ".llmperf"
     report_keep: int = 20
@@ -60,6 +66,13 @@ class Settings:
     baseline_markdown: Path | None = None
     block_network: bool = False
     allowed_hosts: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as the report's run section holds them (JSON-able)."""
+        out = asdict(self)
+        out["tiers"] = dict(self.tiers.models)
+        out["timeouts"] = {tier: asdict(limits) for tier, limits in self.timeouts.items()}
+        return {key: str(value) if isinstance(value, Path) else value for key, value in out.items()}
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,9 @@ class Option:
     # how the environment variable separates several values: whitespace, or ";" for
     # values that contain spaces themselves ("fast: total=10 first_token=5")
     env_separator: str | None = None
+    # for a repeatable option: the field's value from the values ``parse`` gave, in order
+    # (without it, their tuple)
+    combine: Callable[[Sequence[Any]], Any] | None = None
 
     @property
     def dest(self) -> str:
@@ -148,32 +164,43 @@ def _ttl(value: str) -> float | None:
     return _real(value, "must be a number of seconds >= 0 (0: entries never expire)") or None
 
 
-def _tier(value: str) -> str:
-    from pytest_llmperf.client.tiers import Tiers
+def _tier(value: str) -> tuple[str, str]:
     from pytest_llmperf.errors import ConfigurationError
 
     try:
-        Tiers.parse([value])
+        return Tiers.entry(value)
     except ConfigurationError as exc:
         raise ValueError(str(exc)) from None
-    return value.strip()
 
 
-def _timeout(value: str) -> str:
-    from pytest_llmperf.client.timeouts import UNTIERED, Limits
+def _tiers(entries: Sequence[tuple[str, str]]) -> Tiers:
+    return Tiers.of(dict(entries))
+
+
+def _timeout(value: str) -> tuple[str, str]:
+    """``TIER: total=S ...``, checked: the tier and its limits' text."""
     from pytest_llmperf.errors import ConfigurationError
 
-    tier, sep, limits = value.partition(":")
-    if not sep or not tier.strip():
+    tier, sep, limits = (part.strip() for part in value.partition(":"))
+    if not sep or not tier:
         raise ValueError("write TIER: total=S first_token=S stall=S connect=S")
     try:
         Limits.parse(limits, UNTIERED)
     except ConfigurationError as exc:
         raise ValueError(str(exc)) from None
-    return value.strip()
+    return tier, limits
 
 
-def _timing(value: str) -> str:
+def _timeouts(entries: Sequence[tuple[str, str]]) -> Mapping[str, Limits]:
+    """Each tier's limits: its defaults (a tier of another name: the complex tier's) with
+    the entries for it laid over, in order."""
+    table = dict(TIER_LIMITS)
+    for tier, limits in entries:
+        table[tier] = Limits.parse(limits, table.get(tier, UNTIERED))
+    return table
+
+
+def _timing(value: str) -> float:
     from pytest_llmperf.observe.cassettes import parse_timing
 
     try:
@@ -184,14 +211,18 @@ def _timing(value: str) -> str:
         raise ValueError(
             "choose instant, recorded, or a factor >= 0 of the recorded waits (0.5: half)"
         )
-    return value
+    return factor
 
 
-def _budget_line(value: str) -> str:
+def _budget_line(value: str) -> tuple[str, Budget]:
     from pytest_llmperf.judge.budget import suite_budgets
 
-    suite_budgets([value])
-    return value.strip()
+    ((tier, budget),) = suite_budgets([value]).items()
+    return tier, budget
+
+
+def _budgets(entries: Sequence[tuple[str, Budget]]) -> Mapping[str, Budget]:
+    return dict(entries)
 
 
 def _relative(value: str) -> float:
@@ -358,6 +389,7 @@ OPTIONS: tuple[Option, ...] = (
         _tier,
         "TIER=MODEL",
         multiple=True,
+        combine=_tiers,
     ),
     Option(
         "timeouts",
@@ -369,6 +401,7 @@ OPTIONS: tuple[Option, ...] = (
         _timeout,
         "SPEC",
         multiple=True,
+        combine=_timeouts,
         env_separator=";",
     ),
     Option(
@@ -515,6 +548,7 @@ OPTIONS += (
         _budget_line,
         "SPEC",
         multiple=True,
+        combine=_budgets,
         env_separator=";",
     ),
 )
@@ -695,7 +729,8 @@ def _env_values(option: Option, value: str) -> Any:
 
 def _parse(option: Option, raw: Any, origin: str) -> Any:
     if option.multiple:
-        return tuple(_parse_one(option, item, origin) for item in raw)
+        values = tuple(_parse_one(option, item, origin) for item in raw)
+        return option.combine(values) if option.combine else values
     return _parse_one(option, raw, origin)
 
 

@@ -24,6 +24,7 @@ from pytest_llmperf.errors import LLMBudgetWarning
 from pytest_llmperf.judge import budget as _budget
 from pytest_llmperf.observe.measure import Routes, Sink
 from pytest_llmperf.observe.records import CallRecord, Discard, Recorder, RecordRouter
+from pytest_llmperf.plugin import markers
 from pytest_llmperf.plugin.markers import BUDGET, UNMEASURED
 from pytest_llmperf.plugin.settings import Settings
 
@@ -93,7 +94,7 @@ class Tracker:
         self.router = RecordRouter()
         self.latest: Recorder | None = None  # the recorder of the test begun last
         self.budget_mode = settings.budget_mode
-        self.suite_budgets: Mapping[str, _budget.Budget] = _budget.suite_budgets(settings.budgets)
+        self.suite_budgets: Mapping[str, _budget.Budget] = settings.budgets
 
     def claim(self, item: pytest.Item) -> Recorder:
         """``item``'s recorder: the one current now if the test began before we were here."""
@@ -164,30 +165,11 @@ class Tracker:
 
     def _after_body(self, item: pytest.Item) -> None:
         records = self.claim(item).records
-        benchmark = getattr(item, "funcargs", {}).get("benchmark")
-        if benchmark is not None:  # pytest-benchmark's fixture
-            from pytest_llmperf.report.document import add_to_benchmark
-
-            add_to_benchmark(benchmark, records)
-        marked = list(item.iter_markers(BUDGET))
-        if not (marked or self.suite_budgets):  # the common case: nothing to judge
-            return
-        budget = _budget.Budget()
-        for marker in reversed(marked):
-            budget = _budget.Budget.from_marker(marker.args, marker.kwargs, item.nodeid).over(
-                budget
-            )
-        runs = [len(records)]
-        for number in range(2, (budget.runs or 1) + 1):
-            item.stash[RUNS_KEY] = number
-            try:
-                item.runtest()
-            except BaseException:
-                item.add_report_section(
-                    "call", "llmperf", f"failed in run {number} of {budget.runs}"
-                )
-                raise
-            runs.append(len(records))
+        _feed_benchmark(item, records)
+        if item.get_closest_marker(BUDGET) is None and not self.suite_budgets:
+            return  # the common case: nothing to judge
+        budget = markers.budget(item)
+        runs = _run_again(item, budget.runs or 1, records)
         mode = budget.mode or self.budget_mode
         if mode != "off":
             self._judge(item, budget, records, runs, mode)
@@ -242,3 +224,27 @@ class Tracker:
             records = self.claim(item).records
             report.llm_calls = [record.to_dict() for record in records]  # type: ignore[attr-defined]
         return report
+
+
+def _feed_benchmark(item: pytest.Item, records: list[CallRecord]) -> None:
+    """pytest-benchmark's fixture, where the test used it, gets the calls' figures."""
+    benchmark = getattr(item, "funcargs", {}).get("benchmark")
+    if benchmark is not None:
+        from pytest_llmperf.report.document import add_to_benchmark
+
+        add_to_benchmark(benchmark, records)
+
+
+def _run_again(item: pytest.Item, runs: int, records: list[CallRecord]) -> list[int]:
+    """Run the body again up to ``runs`` times in all (``llm_budget(runs=N)``); the number
+    of records after each run."""
+    ends = [len(records)]
+    for number in range(2, runs + 1):
+        item.stash[RUNS_KEY] = number
+        try:
+            item.runtest()
+        except BaseException:
+            item.add_report_section("call", "llmperf", f"failed in run {number} of {runs}")
+            raise
+        ends.append(len(records))
+    return ends

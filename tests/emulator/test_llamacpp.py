@@ -6,9 +6,13 @@ llama-cpp-python (the ``llama`` extra); they skip with the reason when either is
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import ollama
 import pytest
 
@@ -85,3 +89,107 @@ def test_bad_gguf_spec(spec: str) -> None:
 def test_missing_gguf_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"GGUF model file .*nope\.gguf.* does not exist"):
         parse_gguf_spec(f"stories={tmp_path / 'nope.gguf'}")
+
+
+# --- where the model runs: on the event loop's thread, or in a worker ---------------------
+
+
+@pytest.fixture
+def workers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The threads the model ran in a worker on (none when it ran on the loop's thread)."""
+    from pytest_llmperf.emulator import llamacpp
+
+    seen: list[str] = []
+    work = llamacpp.LlamaCppBackend._work
+
+    def spy(self: LlamaCppBackend, *args: Any) -> None:
+        seen.append(threading.current_thread().name)
+        work(self, *args)
+
+    monkeypatch.setattr(llamacpp.LlamaCppBackend, "_work", spy)
+    return seen
+
+
+def run_model(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """From the next request on, run the model inline (as fast steps do) or in a worker."""
+    from pytest_llmperf.emulator import llamacpp
+
+    monkeypatch.setattr(llamacpp, "INLINE_STEP_S", 60.0 if where == "inline" else 0.0)
+
+
+@pytest.fixture(params=["inline", "worker"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    run_model(monkeypatch, request.param)
+    return str(request.param)
+
+
+def test_inline_and_in_a_worker_the_same_story(
+    real: ollama.Client, workers: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = {"num_predict": 48, "seed": 5, "temperature": 0.0}
+    real.generate("stories", "Tom and Sue", options=options)  # load; the steps are timed
+    assert len(workers) == 1  # a model not timed yet runs in a worker
+    run_model(monkeypatch, "inline")
+    chunks = list(real.generate("stories", "Tom and Sue", options=options, stream=True))
+    assert len(workers) == 1
+    run_model(monkeypatch, "worker")
+    in_worker = real.generate("stories", "Tom and Sue", options=options)
+    assert len(workers) == 2
+    assert "".join(c.response or "" for c in chunks) == in_worker.response
+    assert chunks[-1].eval_count == in_worker.eval_count == 48
+    assert "llmperf-emulator" not in workers  # never the server's own thread
+
+
+def test_a_client_that_hangs_up_frees_the_real_model(real: ollama.Client, mode: str) -> None:
+    """Stalled after its first token, then abandoned: the next request is served at once."""
+    real.generate("stories", "Lily", options={"num_predict": 4})  # load; the steps are timed
+    url = str(real._client.base_url)
+    stalled = {"X-Llmperf-Fault": "stall; after=1; seconds=20"}
+    body = {"model": "stories", "prompt": "Lily", "options": {"num_predict": 64}}
+    with (
+        pytest.raises(httpx.ReadTimeout),
+        httpx.stream(
+            "POST", url + "/api/generate", json=body, headers=stalled, timeout=1.0
+        ) as response,
+    ):
+        for _line in response.iter_lines():
+            pass
+    gave_up = time.monotonic()
+    answer = real.generate("stories", "Lily", options={"num_predict": 8})
+    assert answer.eval_count == 8
+    assert time.monotonic() - gave_up < 10  # the stall had 19 s to go
+
+
+def test_serving_writes_nothing_on_stderr_per_request(
+    real: ollama.Client, capfd: pytest.CaptureFixture[str]
+) -> None:
+    real.generate("stories", "Once upon a time", options={"num_predict": 4})
+    capfd.readouterr()
+    for _ in range(3):
+        real.generate("stories", "Once upon a time", options={"num_predict": 4})
+    assert capfd.readouterr().err == ""
+
+
+def test_threads_default_to_half_the_cores(
+    monkeypatch: pytest.MonkeyPatch, stories_gguf: Path
+) -> None:
+    from pytest_llmperf.emulator import llamacpp
+
+    for cores, threads in ((1, 1), (2, 1), (8, 4), (None, 1)):
+        monkeypatch.setattr(llamacpp.os, "cpu_count", lambda cores=cores: cores)
+        assert LlamaCppBackend("stories", stories_gguf).threads == threads
+    assert LlamaCppBackend("stories", stories_gguf, threads=3).threads == 3
+
+
+def test_threads_must_be_positive(stories_gguf: Path) -> None:
+    with pytest.raises(ConfigurationError, match="threads for 'stories' must be at least 1"):
+        LlamaCppBackend("stories", stories_gguf, threads=0)
+
+
+def test_serve_passes_the_thread_count(stories_gguf: Path) -> None:
+    from pytest_llmperf.emulator.runner import build_app
+
+    app = build_app(gguf=[f"stories={stories_gguf}"], gguf_threads=1)
+    backend = app.engine.backends["stories:latest"]
+    assert isinstance(backend, LlamaCppBackend)
+    assert backend.threads == 1

@@ -111,7 +111,7 @@ def steady(catalogue: Catalogue) -> Catalogue:
     return catalogue.with_model(model).with_server(time_scale=1.0)
 
 
-ONE_ANSWER_S = 8 / 40.0  # the steady profile's eight tokens: no answer can come sooner
+ONE_ANSWER_S = 7 / 40.0  # the steady profile's eight tokens, seven gaps: none comes sooner
 
 
 def test_one_slot_serves_four_requests_one_after_another(serve: Serve, steady: Catalogue) -> None:

@@ -236,10 +236,11 @@ def test_llm_settings_can_be_overridden_in_a_conftest(pytester: pytest.Pytester)
         """
         import dataclasses
         import pytest
+        from pytest_llmperf import Tiers
 
         @pytest.fixture(scope="session")
         def llm_settings(llm_settings):
-            return dataclasses.replace(llm_settings, tiers=("fast=llama3:8b",))
+            return dataclasses.replace(llm_settings, tiers=Tiers.parse(["fast=llama3:8b"]))
         """
     )
     pytester.makepyfile(
