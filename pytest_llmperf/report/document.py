@@ -157,8 +157,6 @@ def build(
     tells whether the run was in CI.
     """
     tests = sorted(collector.tests.values(), key=lambda entry: entry.nodeid)
-    judged = [t for t in tests if t.outcome != "skipped"]
-    passed = sum(1 for t in judged if t.outcome == "passed")
     test_calls = [call for t in tests for call in t.calls]
     every_call = [*test_calls, *session_calls]
     entries = [
@@ -179,20 +177,7 @@ def build(
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run": run,
-        "summary": {
-            "tests": len(tests),
-            "passed": passed,
-            "failed": sum(1 for t in judged if t.outcome in ("failed", "error")),
-            "skipped": len(tests) - len(judged),
-            "interrupted": sum(1 for t in judged if t.outcome == "interrupted"),
-            "budget_violations": sum(len(t.violations) for t in tests),
-            "calls": len(test_calls),
-            "session_calls": len(session_calls),
-            "success_rate": passed / len(judged) if judged else None,
-            "success": f"{round(100 * passed / len(judged))}% ({passed}/{len(judged)})"
-            if judged
-            else "no tests",
-        },
+        "summary": _summary(tests, len(test_calls), len(session_calls)),
         "tests": entries,
         "session": {"calls": list(session_calls)},
         "models": model_statistics(every_call),
@@ -201,6 +186,26 @@ def build(
     if server is not None:
         data["server"] = dict(server)
     return data
+
+
+def _summary(tests: Sequence[TestEntry], calls: int, session_calls: int) -> dict[str, Any]:
+    """The counts of tests and calls, and the share of the judged tests that passed."""
+    judged = [t for t in tests if t.outcome != "skipped"]
+    passed = sum(1 for t in judged if t.outcome == "passed")
+    return {
+        "tests": len(tests),
+        "passed": passed,
+        "failed": sum(1 for t in judged if t.outcome in ("failed", "error")),
+        "skipped": len(tests) - len(judged),
+        "interrupted": sum(1 for t in judged if t.outcome == "interrupted"),
+        "budget_violations": sum(len(t.violations) for t in tests),
+        "calls": calls,
+        "session_calls": session_calls,
+        "success_rate": passed / len(judged) if judged else None,
+        "success": f"{round(100 * passed / len(judged))}% ({passed}/{len(judged)})"
+        if judged
+        else "no tests",
+    }
 
 
 def _run_section(
