@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import ollama
 import pytest
+
+import pytest_llmperf
 
 
 def test_story_has_text(ollama_emulator):
@@ -64,3 +68,10 @@ def test_my_app_on_the_official_client(ollama_emulator, llm_calls):
 def test_a_budget_the_official_client_cannot_meet(ollama_emulator):
     with ollama.Client(host=ollama_emulator.url) as client:
         client.generate(model="llama3.2:1b", prompt="Why is the sky blue?")
+
+
+def test_nothing_but_the_emulator_is_reachable(llm_settings, ollama_client):
+    assert ollama_client.generate(tier="fast", prompt="Hi").response  # the emulator: allowed
+    if llm_settings.block_network:  # pytest --llm-block-network on
+        with pytest.raises(pytest_llmperf.NetworkBlockedError, match="--llm-allowed-host"):
+            socket.create_connection(("127.0.0.1", 9))

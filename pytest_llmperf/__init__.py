@@ -19,6 +19,7 @@ _WHERE = {
     "Budget": "judge.budget",
     "CacheStats": "client.cache",
     "CallRecord": "observe.records",
+    "CassetteCutShortError": "observe.cassettes",
     "CassetteError": "observe.cassettes",
     "CassetteMismatchError": "observe.cassettes",
     "CassetteSession": "observe.cassettes",
@@ -37,6 +38,7 @@ _WHERE = {
     "LLMTimeoutError": "errors",
     "Limits": "client.timeouts",
     "ModelNotFoundError": "errors",
+    "NetworkBlockedError": "errors",
     "OllamaClient": "client.faces",
     "Outcome": "client.faces",
     "ProfileError": "errors",
@@ -56,6 +58,7 @@ __all__ = [
     "Budget",
     "CacheStats",
     "CallRecord",
+    "CassetteCutShortError",
     "CassetteError",
     "CassetteMismatchError",
     "CassetteSession",
@@ -74,6 +77,7 @@ __all__ = [
     "LLMTimeoutError",
     "Limits",
     "ModelNotFoundError",
+    "NetworkBlockedError",
     "OllamaClient",
     "Outcome",
     "ProfileError",
@@ -119,11 +123,13 @@ if TYPE_CHECKING:
         LLMStreamError,
         LLMTimeoutError,
         ModelNotFoundError,
+        NetworkBlockedError,
         ProfileError,
     )
     from pytest_llmperf.judge.budget import Budget
     from pytest_llmperf.observe import not_measured
     from pytest_llmperf.observe.cassettes import (
+        CassetteCutShortError,
         CassetteError,
         CassetteMismatchError,
         CassetteSession,

@@ -94,5 +94,11 @@ class LLMTimeoutError(LLMError, TimeoutError):
         self.elapsed = elapsed
 
 
+class NetworkBlockedError(LLMPerfError, RuntimeError):
+    """``--llm-block-network`` refused a connection: to a host that is neither the embedded
+    emulator nor allowed (a RuntimeError, as pytest-recording's block is, so that no
+    library's retry of a failed connection hides it)."""
+
+
 class LLMBudgetWarning(UserWarning):
     """A test's LLM calls went past their budget, in ``warn`` mode."""

@@ -73,6 +73,15 @@ def test_the_report_hook_example_adds_to_the_report(pytester: pytest.Pytester) -
     assert data["extra"] == {"selected": "not slow"}
 
 
+def test_the_network_block_example_runs_with_the_block_on(pytester: pytest.Pytester) -> None:
+    [example] = [block for block in all_blocks() if "def test_nothing_but_the_emulator" in block]
+    pytester.makepyfile(f"import socket\n\nimport pytest\n\nimport pytest_llmperf\n\n\n{example}")
+    pytester.runpytest("--llm-block-network", "on", *FAST).assert_outcomes(passed=1)
+    # the example checks what it says: with another host allowed, its raises fails
+    allowed = ["--llm-block-network", "on", "--llm-allowed-host", "127.0.0.1"]
+    pytester.runpytest(*allowed, *FAST).assert_outcomes(failed=1)
+
+
 def test_the_readme_has_no_relative_links_which_pypi_would_show_dead() -> None:
     """Links only: the page's screenshot is an image, which PyPI will not show until the
     project has a public home to point it at (the wheel's metadata has no URLs yet)."""

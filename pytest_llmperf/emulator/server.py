@@ -64,6 +64,11 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+# Where the emulators of this process listen, (host, port): --llm-block-network lets
+# connections to them through.
+LISTENING: set[tuple[str, int]] = set()
+
+
 class EmulatorServer:
     """The emulator on a loopback port in a background thread.
 
@@ -75,6 +80,8 @@ class EmulatorServer:
         self.app = app or EmulatorApp()
         self._socket = bind(host, port)
         self.url = url_of(self._socket)
+        self.address: tuple[str, int] = self._socket.getsockname()[:2]
+        LISTENING.add(self.address)
         self._server = uvicorn.Server(_config(self.app, "warning"))
         self._thread = threading.Thread(target=self._run, name="llmperf-emulator", daemon=True)
 
@@ -94,6 +101,7 @@ class EmulatorServer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._socket.close()
+        LISTENING.discard(self.address)
 
     def kill(self) -> None:
         """Stop at once, cutting every open connection, as a crashed server would."""

@@ -87,8 +87,9 @@ def open_session(item: pytest.Item, settings: Settings) -> CassetteSession:
     marker = item.get_closest_marker(MARKER)
     args: tuple[Any, ...] = marker.args if marker else ()
     kwargs: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    name = args[0] if args else None
     return CassetteSession(
-        cassette_path(item, settings, args[0] if args else None),
+        cassette_path(item, settings, name),
         mode=kwargs.get("record_mode") or settings.record_mode,
         timing=(
             settings.replay_timing
@@ -98,4 +99,6 @@ def open_session(item: pytest.Item, settings: Settings) -> CassetteSession:
         scrubber=Scrubber(settings.scrub_headers, settings.scrub_query),
         # pytest-recording's cassette takes the other HTTP libraries' traffic then
         others=item.get_closest_marker(VCR_MARKER) is None,
+        test=item.nodeid,
+        own=not name,  # a named cassette may be shared by several tests
     )

@@ -88,12 +88,30 @@ def llm_test_settings(
     return settings
 
 
+# The address the client fixtures get for the emulator in a test whose cassette only
+# replays (--llm-record-mode none, or once with the cassette there): every request is
+# answered from the cassette, so no emulator is started. Nothing listens on the discard
+# port; a request that got past the cassette would be refused, never answered.
+REPLAY_ONLY_URL = "http://127.0.0.1:9"
+
+
 def _emulator_url(request: pytest.FixtureRequest) -> Callable[[], str]:
     def url() -> str:
+        if _replays_only(request):
+            return REPLAY_ONLY_URL
         server: EmulatorServer = request.getfixturevalue("ollama_emulator")
         return server.url
 
     return url
+
+
+def _replays_only(request: pytest.FixtureRequest) -> bool:
+    """Whether this test's cassette answers every request without a server."""
+    # (the llm_cassette marker puts the fixture in the test's fixtures: see hooks.py)
+    if request.scope != "function" or "llm_cassette" not in request.fixturenames:
+        return False
+    session: CassetteSession = request.getfixturevalue("llm_cassette")
+    return not session.records
 
 
 @pytest.fixture
@@ -179,6 +197,7 @@ def llm_cassette(
     with patched(session):
         yield session
     try:
-        session.save(passed=request.node.stash.get(PASSED_KEY, False))
+        # no call report: the test did not run to its end (interrupted, or its setup failed)
+        session.save(passed=request.node.stash.get(PASSED_KEY, None))
     except CassetteError as exc:
         _fail(str(exc))

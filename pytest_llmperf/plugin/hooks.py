@@ -10,6 +10,7 @@ with the records, budgets and report they feed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ SETTINGS_KEY = pytest.StashKey[_settings.Settings]()
 RUNTIME_KEY: pytest.StashKey[Runtime] = pytest.StashKey()
 OBSERVER_KEY: pytest.StashKey[CallObserver] = pytest.StashKey()
 STOP_OBSERVING_KEY = pytest.StashKey[Callable[[], None]]()
+UNBLOCK_KEY = pytest.StashKey[contextlib.ExitStack]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,6 +73,11 @@ def pytest_configure(config: pytest.Config) -> None:
     _observe(config, settings)
     if not settings.enabled:  # --llm-enabled off: markers and ini keys known, nothing done
         return
+    if settings.block_network:  # until pytest_unconfigure
+        from pytest_llmperf.plugin.network import blocking
+
+        config.stash[UNBLOCK_KEY] = stack = contextlib.ExitStack()
+        stack.enter_context(blocking(settings.allowed_hosts))
     if settings.budgets:  # they judge every test's calls, however it reaches its client
         tracker(config, in_test=False)
     if hasattr(config, "workerinput"):  # an xdist worker: the controller reports
@@ -139,7 +146,12 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
     if observer is not None:
         observer.testing = True
     try:
-        return (yield)
+        if not session.config.stash[SETTINGS_KEY].enabled:
+            return (yield)
+        from pytest_llmperf.plugin.session import terminating_interrupts
+
+        with terminating_interrupts():
+            return (yield)
     finally:
         if observer is not None:
             observer.testing = False
@@ -148,6 +160,9 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
 def pytest_unconfigure(config: pytest.Config) -> None:
     if RUNTIME_KEY in config.stash:
         config.stash[RUNTIME_KEY].close()
+    if UNBLOCK_KEY in config.stash:
+        config.stash[UNBLOCK_KEY].close()
+        del config.stash[UNBLOCK_KEY]
     if STOP_OBSERVING_KEY in config.stash:
         config.stash[STOP_OBSERVING_KEY]()
         del config.stash[STOP_OBSERVING_KEY]

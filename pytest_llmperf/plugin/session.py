@@ -7,7 +7,9 @@ pytest-benchmark's ``BenchmarkSession`` is.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,38 @@ if TYPE_CHECKING:
     from pytest_llmperf.judge.gate import Comparison
     from pytest_llmperf.observe.records import CallDict
     from pytest_llmperf.plugin.settings import Settings
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while the tests ran: the run stops as on Ctrl-C, and says so."""
+
+
+@contextlib.contextmanager
+def terminating_interrupts() -> Iterator[None]:
+    """While the tests run, SIGTERM interrupts the run as Ctrl-C does (:class:`Terminated`),
+    so fixtures tear down, cassettes stay whole and the report says what was running,
+    instead of the process dying on the spot. Only where SIGTERM has Python's default
+    handling, in the main thread; a second SIGTERM ends the process at once."""
+    import signal
+    import threading
+
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def terminate(number: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated("SIGTERM")
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is terminate:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class RunSession:
@@ -35,6 +69,8 @@ class RunSession:
         self.baseline: dict[str, Any] | None = None
         self.comparison: Comparison | None = None
         self.session_calls: list[CallDict] = []  # calls made outside any test
+        self.running: dict[str, None] = {}  # tests begun and not finished, in order
+        self.interrupted: str | None = None  # why the run was interrupted, if it was
 
     def read_baseline(self) -> None:
         """Read the baseline now: a bad path should not cost a whole run."""
@@ -58,6 +94,22 @@ class RunSession:
         if self.wanted:
             self.reports.append(report)  # read at the end of the run, if it made LLM calls
 
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.running[nodeid] = None
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self.running.pop(nodeid, None)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Ctrl-C, SIGTERM (see :func:`terminating_interrupts`) or ``pytest.exit``."""
+        error = excinfo.value
+        if isinstance(error, Terminated):
+            self.interrupted = "SIGTERM"
+        elif isinstance(error, KeyboardInterrupt):
+            self.interrupted = "KeyboardInterrupt"
+        else:
+            self.interrupted = f"pytest.exit: {getattr(error, 'msg', error)}"
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: object, error: object) -> None:
         """An xdist worker ended: the calls it made outside its tests."""
@@ -74,25 +126,46 @@ class RunSession:
         if TRACKER_KEY in self.config.stash:
             router = self.config.stash[TRACKER_KEY].router
             self.session_calls.extend(r.to_dict() for r in router.session)
-        made_calls = bool(self.session_calls) or any(
-            getattr(report, "llm_calls", None) for report in self.reports
+        stopped = session.exitstatus == pytest.ExitCode.INTERRUPTED or self.interrupted
+        running = self._running_calls() if stopped else {}
+        made_calls = (
+            bool(self.session_calls)
+            or any(getattr(report, "llm_calls", None) for report in self.reports)
+            or any(running.values())
         )
         write = self.settings.report != "off" and bool(self.settings.report or made_calls)
         if not write and self.baseline is None:
             return
-        self.data = self._build()
+        self.data = self._build(running if stopped else None)
         if self.baseline is not None:
             self._gate(session)
         self.config.hook.pytest_llmperf_report(report=self.data, config=self.config)
         if write:
             self._write()
 
-    def _build(self) -> dict[str, Any]:
+    def _running_calls(self) -> dict[str, list[CallDict]]:
+        """The tests running when the run was interrupted, each with the calls it finished
+        (in this process; an xdist worker's are lost with it)."""
+        from pytest_llmperf.plugin.tracking import TRACKER_KEY
+
+        tracker = self.config.stash.get(TRACKER_KEY, None)
+        latest = tracker.latest if tracker is not None else None
+        return {
+            nodeid: [r.to_dict() for r in latest.records]
+            if latest is not None and latest.name == nodeid
+            else []
+            for nodeid in self.running
+        }
+
+    def _build(self, running: dict[str, list[CallDict]] | None) -> dict[str, Any]:
+        """The report; ``running``: the run was interrupted while these tests ran."""
         from pytest_llmperf.report import document
 
         collector = document.Collector()
         for report in self.reports:
             collector.add(report.nodeid, report.when, report.outcome, report.duration, report)
+        if running is not None:
+            collector.interrupt(self.interrupted or "interrupted", running)
         settings = self.settings.to_json()
         return document.build(collector, settings, self.started, time.time(), self.session_calls)
 

@@ -64,6 +64,8 @@ class Settings:
     baseline_alpha: float = 0.01
     baseline_mode: str = "enforce"
     baseline_markdown: Path | None = None
+    block_network: bool = False
+    allowed_hosts: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The settings as the report's run section holds them (JSON-able)."""
@@ -91,6 +93,12 @@ class Option:
     # for a repeatable option: the field's value from the values ``parse`` gave, in order
     # (without it, their tuple)
     combine: Callable[[Sequence[Any]], Any] | None = None
+
+    @property
+    def dest(self) -> str:
+        """Where argparse keeps the flag's value: prefixed, for other plugins have options
+        of the same names (pytest-recording's --record-mode, --block-network, ...)."""
+        return f"llm_{self.field}"
 
 
 def _path(value: str) -> Path | None:
@@ -243,6 +251,18 @@ def _prefix(value: str) -> str:
     if not path or "://" in value or "?" in value:
         raise ValueError("write a path such as /ollama (no host, no query)")
     return "/" + path
+
+
+def _host_pattern(value: str) -> str:
+    import re
+
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(
+            f"write a host, or a regular expression of hosts or host:port ({exc})"
+        ) from None
+    return value.strip()
 
 
 def _count(least: int) -> Callable[[str], int]:
@@ -632,12 +652,35 @@ OPTIONS += (
         "PATH",
     ),
 )
+OPTIONS += (
+    Option(
+        "block_network",
+        "--llm-block-network",
+        "llm_block_network",
+        "LLMPERF_BLOCK_NETWORK",
+        "on: every connection of the test process fails (NetworkBlockedError), but to the "
+        "embedded emulator and the allowed hosts (default off)",
+        _switch,
+        "on|off",
+    ),
+    Option(
+        "allowed_hosts",
+        "--llm-allowed-host",
+        "llm_allowed_hosts",
+        "LLMPERF_ALLOWED_HOSTS",
+        "a host that --llm-block-network lets through: a regular expression matched against "
+        "the whole host or host:port, as 127.0.0.1 or redis:6379 (repeatable)",
+        _host_pattern,
+        "HOST",
+        multiple=True,
+    ),
+)
 BY_FIELD = {option.field: option for option in OPTIONS}
 # Settings of the whole session (its emulator, report and baseline), which one test cannot change.
 SESSION_ONLY = frozenset(
     {"emulator_profiles", "emulator_gguf", "emulator_time_scale", "report", "report_dir"}
     | {"report_keep", "enabled"}
-    | {"measure", "route_prefixes"}
+    | {"measure", "route_prefixes", "block_network", "allowed_hosts"}
     | {field for field in BY_FIELD if field.startswith("baseline")}
 )
 
@@ -651,14 +694,14 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(
                 option.flag,
                 action="append",
-                dest=option.field,
+                dest=option.dest,
                 metavar=option.metavar,
                 help=option.help + env,
             )
             parser.addini(option.ini, option.help, type="linelist")
         else:
             group.addoption(
-                option.flag, dest=option.field, metavar=option.metavar, help=option.help + env
+                option.flag, dest=option.dest, metavar=option.metavar, help=option.help + env
             )
             parser.addini(option.ini, option.help)
 
@@ -690,7 +733,7 @@ def _sources(
     if environ.get(option.env):
         value = environ[option.env]
         found.append((f"environment variable {option.env}", _env_values(option, value)))
-    given = getattr(cli, option.field, None)
+    given = getattr(cli, option.dest, None)
     if given:
         found.append((f"command-line option {option.flag}", given))
     return found

@@ -92,6 +92,7 @@ class Tracker:
 
     def __init__(self, settings: Settings) -> None:
         self.router = RecordRouter()
+        self.latest: Recorder | None = None  # the recorder of the test begun last
         self.budget_mode = settings.budget_mode
         self.suite_budgets: Mapping[str, _budget.Budget] = settings.budgets
 
@@ -117,9 +118,11 @@ class Tracker:
             del item.stash[VIOLATIONS_KEY]
         if RUNS_KEY in item.stash:
             del item.stash[RUNS_KEY]
+        if PASSED_KEY in item.stash:  # an earlier attempt's verdict is not this one's
+            del item.stash[PASSED_KEY]
         unmeasured = item.get_closest_marker(UNMEASURED) is not None
         recorder = Discard(item.nodeid) if unmeasured else Recorder(item.nodeid)
-        self.router.current = item.stash[RECORDER_KEY] = recorder
+        self.router.current = item.stash[RECORDER_KEY] = self.latest = recorder
         return (yield)
 
     @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_setup")

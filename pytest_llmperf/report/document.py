@@ -50,6 +50,16 @@ class Collector:
     """The tests of a run, filled from their reports as they arrive (on the controller)."""
 
     tests: dict[str, TestEntry] = field(default_factory=dict)
+    interrupted: dict[str, Any] | None = None  # why the run stopped early, and what ran
+
+    def interrupt(self, reason: str, running: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """The run was interrupted (``reason``) while the tests in ``running`` ran: they did
+        not pass; each has the calls it finished (``running[nodeid]``)."""
+        self.interrupted = {"reason": reason, "running": sorted(running)}
+        for nodeid, calls in running.items():
+            entry = self.tests.setdefault(nodeid, TestEntry(nodeid))
+            entry.outcome = "interrupted"
+            entry.calls.extend(dict(call) for call in calls)
 
     def add(self, nodeid: str, when: str, outcome: str, duration: float, extra: Any) -> None:
         entry = self.tests.setdefault(nodeid, TestEntry(nodeid))
@@ -165,6 +175,7 @@ def build(
         for t in tests
     ]
     run = _run_section(settings, started, finished, every_call, environ)
+    run["interrupted"] = collector.interrupted
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run": run,
@@ -180,6 +191,7 @@ def build(
 
 
 def _summary(tests: Sequence[TestEntry], calls: int, session_calls: int) -> dict[str, Any]:
+    """The counts of tests and calls, and the share of the judged tests that passed."""
     # an expected failure is neither judged nor a failure, as in pytest's own summary
     judged = [t for t in tests if t.outcome not in ("skipped", "xfailed")]
     passed = sum(1 for t in judged if t.outcome in ("passed", "xpassed"))
@@ -189,6 +201,7 @@ def _summary(tests: Sequence[TestEntry], calls: int, session_calls: int) -> dict
         "failed": sum(1 for t in judged if t.outcome in ("failed", "error")),
         "skipped": sum(1 for t in tests if t.outcome == "skipped"),
         "xfailed": sum(1 for t in tests if t.outcome == "xfailed"),
+        "interrupted": sum(1 for t in judged if t.outcome == "interrupted"),
         "budget_violations": sum(len(t.violations) for t in tests),
         "calls": calls,
         "session_calls": session_calls,
@@ -338,6 +351,10 @@ def terminal_lines(data: Mapping[str, Any], path: Path | None) -> list[str]:
         + (f" (and {outside} outside any test)" if outside else "")
         + f", {summary['budget_violations']} budget violations"
     )
+    stopped = data["run"].get("interrupted")
+    if stopped:
+        running = ", ".join(stopped["running"]) or "no test"
+        lines.append(f"interrupted ({stopped['reason']}) while running {running}")
     if path is not None:
         lines.append(f"report: {path}")
     return lines

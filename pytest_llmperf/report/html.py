@@ -637,6 +637,9 @@ def _optimizations(go: Any, figures: _Figures, rows: Any) -> str:
     return _section("optimizations", "Optimizations", chart + table)
 
 
+_NOT_PASSED = ("failed", "error", "interrupted")
+
+
 def _tests_table(tests: Sequence[Mapping[str, Any]]) -> str:
     head = ["test", "outcome", "calls", "LLM time", "slowest call", "violations"]
     rows = []
@@ -645,7 +648,7 @@ def _tests_table(tests: Sequence[Mapping[str, Any]]) -> str:
         outcome = str(test.get("outcome", ""))
         rows.append(
             (
-                "bad" if test["violations"] or outcome in ("failed", "error") else "",
+                "bad" if test["violations"] or outcome in _NOT_PASSED else "",
                 [
                     f"<code>{_e(test['nodeid'])}</code>",
                     f'<span class="outcome {_e(outcome)}">{_e(outcome)}</span>',
@@ -794,7 +797,7 @@ tbody tr.bad { background: #fff0f0; }
 code { font: 12.5px ui-monospace, "DejaVu Sans Mono", monospace; overflow-wrap: anywhere; }
 .chart { margin: 6px 0 12px; }
 .outcome.passed { color: #1a7f37; }
-.outcome.failed, .outcome.error { color: #cf222e; font-weight: 600; }
+.outcome.failed, .outcome.error, .outcome.interrupted { color: #cf222e; font-weight: 600; }
 .outcome.skipped, .outcome.xfailed { color: #5b6472; }
 .outcome.xpassed { color: #cf222e; font-weight: 600; }
 .recommendation { border-left: 4px solid #8c959f; padding: 6px 12px; margin: 10px 0;

@@ -47,6 +47,8 @@ def test_a_report_path_that_is_a_folder_is_refused_and_nothing_is_left(
     result = pytester.runpytest(*FAST, "--llm-report", "taken")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
-        ["llmperf: cannot write the LLM validation report to taken: it is not a regular file*"]
+        [
+            "llmperf: cannot write the LLM validation report to taken: it is a directory, not a regular file*"
+        ]
     )
     assert list((pytester.path / "taken").iterdir()) == []

@@ -47,7 +47,7 @@ class Config:
 
     def __init__(self, ini: dict[str, str], cli: dict[str, str]) -> None:
         self.ini = ini
-        self.option = SimpleNamespace(**{option.field: cli.get(option.field) for option in OPTIONS})
+        self.option = SimpleNamespace(**{option.dest: cli.get(option.field) for option in OPTIONS})
 
     def getini(self, name: str) -> Any:
         return self.ini.get(name, [] if BY_INI[name].multiple else "")

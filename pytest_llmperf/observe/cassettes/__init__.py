@@ -5,6 +5,7 @@ from __future__ import annotations
 from pytest_llmperf.observe.cassettes.scrub import Scrubber
 from pytest_llmperf.observe.cassettes.session import (
     MODES,
+    CassetteCutShortError,
     CassetteMismatchError,
     CassetteSession,
     parse_timing,
@@ -15,6 +16,7 @@ from pytest_llmperf.observe.cassettes.store import Cassette, CassetteError, Inte
 __all__ = [
     "MODES",
     "Cassette",
+    "CassetteCutShortError",
     "CassetteError",
     "CassetteMismatchError",
     "CassetteSession",

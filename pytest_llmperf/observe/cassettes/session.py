@@ -21,8 +21,9 @@ import asyncio
 import contextlib
 import functools
 import os
+import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -34,7 +35,12 @@ from pytest_llmperf.client.protocol import STATISTICS
 from pytest_llmperf.errors import LLMPerfError
 from pytest_llmperf.observe.cassettes.matching import differences, normal_body, target
 from pytest_llmperf.observe.cassettes.scrub import SCRUBBED, Scrubber
-from pytest_llmperf.observe.cassettes.store import Cassette, Interaction
+from pytest_llmperf.observe.cassettes.store import (
+    CUT_SHORT,
+    Cassette,
+    CassetteError,
+    Interaction,
+)
 from pytest_llmperf.observe.point import playing
 
 MODES = ("none", "once", "new_episodes", "all", "rewrite")
@@ -43,6 +49,10 @@ perf_counter = time.perf_counter
 
 class CassetteMismatchError(LLMPerfError):
     """A request the cassette has no answer for, in a mode that may not record it."""
+
+
+class CassetteCutShortError(CassetteError):
+    """A replay read past the end of an interaction whose recording the client cut short."""
 
 
 # httpx and its fork httpx2 (which openai>=2 uses): the interception point covers both, so
@@ -93,9 +103,13 @@ class CassetteSession:
         scrubber: Scrubber | None = None,
         *,
         others: bool = True,
+        test: str | None = None,
+        own: bool = True,
     ) -> None:
         """``others``: also record and replay the HTTP libraries that are not httpx, through
-        vcrpy (:meth:`foreign`); off beside pytest-recording, whose cassette takes them."""
+        vcrpy (:meth:`foreign`); off beside pytest-recording, whose cassette takes them.
+        ``test``: the node id of the test recording, written with each interaction; ``own``:
+        the cassette is that test's alone (its default path), not one that tests share."""
         if mode not in MODES:
             raise ValueError(f"unknown record mode {mode!r}: choose one of {', '.join(MODES)}")
         self.path = path
@@ -103,6 +117,8 @@ class CassetteSession:
         self.mode = "none" if mode == "once" and self.existed else mode
         self.timing = timing
         self.others = others
+        self.test = test
+        self.own = own
         self.scrub = scrubber or Scrubber()
         fresh = self.mode in ("all", "rewrite") or (mode == "once" and not self.existed)
         self.cassette = Cassette(path) if fresh else Cassette.load(path)
@@ -126,14 +142,23 @@ class CassetteSession:
     def records(self) -> bool:
         return self.mode != "none"
 
-    def save(self, passed: bool) -> None:
-        """Write what was recorded: ``rewrite`` only after a passing test."""
-        self._settle_foreign(passed)
-        if not self.cassette.new:
+    def save(self, passed: bool | None) -> None:
+        """Write what was recorded by a test that ran to its end.
+
+        ``passed``: whether the test passed; ``None`` when it did not run to its end
+        (interrupted, or its setup failed), which writes nothing in any mode. A failed test
+        is written only where that destroys nothing: a cassette ``once`` creates, episodes
+        ``new_episodes`` adds (so a budget failure recorded live fails again offline);
+        ``all`` and ``rewrite``, which replace what a cassette had, write only after a pass.
+        The new interactions are merged with what the file holds when it is written (see
+        :meth:`Cassette.save_recording`), so no other test's interactions are lost.
+        """
+        fresh = self.mode in ("all", "rewrite")
+        keep = passed is True or (passed is False and not fresh)
+        self._settle_foreign(keep)
+        if not keep or not self.cassette.new:
             return
-        if self.mode == "rewrite" and not passed:
-            return
-        self.cassette.save()
+        self.cassette.save_recording(self.test, fresh=fresh, own=self.own)
 
     # --- traffic of other HTTP libraries, through vcrpy --------------------------------
 
@@ -143,10 +168,10 @@ class CassetteSession:
         return self.path.with_name(f"{self.path.stem}.other{self.path.suffix}")
 
     def _foreign_target(self) -> Path:
-        # rewrite records into a scratch file, moved over the cassette only after a pass
-        if self.mode == "rewrite":
-            return self.foreign_path.with_name(f".{self.foreign_path.name}.rewrite")
-        return self.foreign_path
+        # a recording goes to a scratch file, moved over the cassette only after a pass
+        if not self.records:
+            return self.foreign_path
+        return self.foreign_path.with_name(f".{self.foreign_path.name}.recording.tmp")
 
     def foreign(self) -> Any:
         """vcrpy's patches for every HTTP library but httpx, on :attr:`foreign_path`.
@@ -158,6 +183,10 @@ class CassetteSession:
 
         if not self.others or not foreign_supported():
             return contextlib.nullcontext()
+        target = self._foreign_target()
+        if target != self.foreign_path and self.mode not in ("all", "rewrite"):
+            with contextlib.suppress(FileNotFoundError):  # what it has replays, and stays
+                shutil.copyfile(self.foreign_path, target)
 
         scrubbed = sorted(self.scrub.request_headers)
         recorder = vcr.VCR(
@@ -170,7 +199,7 @@ class CassetteSession:
             skip_patchers=list(HTTPX_MODULES),
             decode_compressed_response=False,
         )
-        return recorder.use_cassette(str(self._foreign_target()))
+        return recorder.use_cassette(str(target))
 
     def _scrub_foreign_request(self, request: Any) -> Any:
         request.uri = self.scrub.uri(request.uri)
@@ -183,11 +212,11 @@ class CassetteSession:
                 headers[name] = [SCRUBBED]
         return response
 
-    def _settle_foreign(self, passed: bool) -> None:
+    def _settle_foreign(self, keep: bool) -> None:
         scratch = self._foreign_target()
         if scratch == self.foreign_path or not scratch.exists():
             return
-        if passed:
+        if keep:
             os.replace(scratch, self.foreign_path)
         else:
             scratch.unlink()
@@ -267,9 +296,17 @@ class CassetteSession:
             headers=self.scrub.headers(response.headers.multi_items(), response=True),
             body=b"",
             headers_at=headers_at,
+            test=self.test,
         )
 
     # --- replay -------------------------------------------------------------------------
+
+    def _where(self, found: Interaction) -> str:
+        """Which interaction of which cassette ``found`` is, for an error message."""
+        number = next(n for n, i in enumerate(self.cassette.interactions, 1) if i is found)
+        total = len(self.cassette.interactions)
+        request = f"{found.method} {target(found.uri)}"
+        return f"cassette {self.path}, interaction {number} of {total} ({request})"
 
     def _replay(self, found: Interaction, request: Any, hx: ModuleType) -> Any:
         began = perf_counter()
@@ -280,7 +317,7 @@ class CassetteSession:
             time.sleep(read)
             raise hx.ReadTimeout("replayed: no answer within the read timeout", request=request)
         _sleep_until(began + wait)
-        stream = _streams(hx).Replay(found, began, self.timing, request, hx)
+        stream = _streams(hx).Replay(found, began, self.timing, request, hx, self._where)
         return _build(found, stream, request, hx)
 
     async def _replay_async(self, found: Interaction, request: Any, hx: ModuleType) -> Any:
@@ -292,7 +329,7 @@ class CassetteSession:
             await asyncio.sleep(read)
             raise hx.ReadTimeout("replayed: no answer within the read timeout", request=request)
         await asyncio.sleep(max(0.0, began + wait - perf_counter()))
-        stream = _streams(hx).AsyncReplay(found, began, self.timing, request, hx)
+        stream = _streams(hx).AsyncReplay(found, began, self.timing, request, hx, self._where)
         return _build(found, stream, request, hx)
 
 
@@ -388,7 +425,7 @@ class _RecordingBase:
             _finish(self.entry, self.parts, self.cassette, error)
 
     def _closing_error(self) -> str | None:
-        return None if not self.parts or self.done else "closed by the client"
+        return None if self.done else CUT_SHORT
 
 
 class _Recording(_RecordingBase):
@@ -435,8 +472,15 @@ class _ReplayBase:
     """The recorded chunks, at their recorded offsets times ``factor``."""
 
     def __init__(
-        self, found: Interaction, began: float, factor: float, request: Any, hx: ModuleType
+        self,
+        found: Interaction,
+        began: float,
+        factor: float,
+        request: Any,
+        hx: ModuleType,
+        where: Callable[[Interaction], str],
     ) -> None:
+        self.where = where
         self.found = found
         self.began = began
         self.factor = factor
@@ -454,7 +498,14 @@ class _ReplayBase:
         )
 
     def _ending(self) -> Exception | None:
-        if self.found.error and self.found.error != "closed by the client":
+        if self.found.cut_short:
+            return CassetteCutShortError(
+                f"{self.where(self.found)}: the client that recorded it closed the stream after "
+                f"{len(self.found.body)} bytes, so the rest of the answer is not in the "
+                "cassette, and this replay reads past that point. Record it again with a "
+                "client that reads the whole answer (--llm-record-mode rewrite)"
+            )
+        if self.found.error:
             return _error(self.found, self.request, self.hx)
         return None
 

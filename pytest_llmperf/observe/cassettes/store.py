@@ -10,28 +10,33 @@ Each response also has an ``llmperf`` table:
 ``headers_at`` (seconds from the start of the request to the response headers),
 ``chunks`` (``[offset_s, bytes]`` for every piece of the body as it arrived), ``stats``
 (the server's statistics from the last line of an Ollama stream, in nanoseconds as sent),
-and ``error`` when the connection broke before the end.
+``error`` when the connection broke before the end (or :data:`CUT_SHORT` when the client
+closed the stream before it), and ``test``, the node id of the test that recorded it.
 
 Files are written to a temporary file next to the cassette and moved over it in one step,
-so a run killed while writing leaves the old cassette whole.
+so a run killed while writing leaves the old cassette whole; writers of one folder take
+turns (a lock on the folder), and each merges what is on disk with its own recording, so
+one test's recording never overwrites another's interactions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_llmperf.errors import ConfigurationError
+from pytest_llmperf.files import remove_leftovers, write_atomically
 from pytest_llmperf.observe.cassettes.matching import key, normal_body
 
 FORMAT_VERSION = 1
+CUT_SHORT = "closed by the client"  # the error of an interaction the client did not read out
 
 
 class CassetteError(ConfigurationError):
@@ -54,6 +59,12 @@ class Interaction:
     chunks: list[tuple[float, int]] = field(default_factory=list)
     stats: dict[str, Any] | None = None
     error: str | None = None
+    test: str | None = None  # the node id of the test that recorded it (None: unknown)
+
+    @property
+    def cut_short(self) -> bool:
+        """The client closed the stream before its end: the rest of the answer is missing."""
+        return self.error == CUT_SHORT
 
     @property
     def key(self) -> str:
@@ -82,6 +93,8 @@ class Interaction:
             timing["stats"] = self.stats
         if self.error:
             timing["error"] = self.error
+        if self.test:
+            timing["test"] = self.test
         return {
             "request": {
                 "method": self.method,
@@ -134,6 +147,7 @@ class Interaction:
             chunks=_chunks(timing.get("chunks"), f"{where}.response.llmperf.chunks"),
             stats=_table(timing.get("stats"), f"{where}.response.llmperf.stats") or None,
             error=None if timing.get("error") is None else str(timing["error"]),
+            test=None if timing.get("test") is None else str(timing["test"]),
         )
 
 
@@ -280,26 +294,73 @@ class Cassette:
 
         return min(same_path, key=distance)
 
-    def save(self, interactions: list[Interaction] | None = None) -> None:
+    def save(
+        self, interactions: list[Interaction] | None = None, *, test: str | None = None
+    ) -> None:
         """Write ``interactions`` (default: all) atomically: temporary file, then rename."""
         chosen = self.interactions if interactions is None else interactions
         data = {"version": FORMAT_VERSION, "interactions": [i.to_vcr() for i in chosen]}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             text = _serializer(self.path).serialize(data)
-            handle, temporary = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-            )
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; cassettes are not
-            os.replace(temporary, self.path)
+            # mkstemp makes it private; cassettes are not
+            write_atomically(self.path, text, mode=0o666 & ~_umask())
         except OSError as exc:
             raise CassetteError(
-                f"cannot write cassette {self.path}: {exc.strerror or exc}; the recorded "
-                "interactions are lost but any old cassette is intact. Check the folder "
-                "(llm_cassette_dir) is writable"
+                f"cannot write cassette {self.path}"
+                + (f" for {test}" if test else "")
+                + f": {exc.strerror or exc}; the recorded interactions are lost but any old "
+                "cassette is intact. Check the folder (llm_cassette_dir) is writable"
             ) from None
+
+    def save_recording(self, test: str | None, *, fresh: bool, own: bool) -> None:
+        """Write this cassette's new interactions, merged with what the file holds now.
+
+        Under the folder's lock, the file is read again: what other tests (another xdist
+        worker, an earlier test of this run) wrote there since it was loaded stays.
+        ``fresh`` (``all``, ``rewrite``): the new recording replaces the interactions
+        ``test`` recorded before, and those of unknown origin that it recorded again (all of
+        them in a cassette that is the test's ``own``, its default path).
+        """
+        with _folder_lock(self.path.parent, self.path):
+            remove_leftovers(self.path)  # of a writer killed mid-write: none is at work now
+            try:
+                on_disk = Cassette.load(self.path).interactions
+            except CassetteError:
+                if not (fresh and own):  # another test's interactions may be in it
+                    raise
+                on_disk = []  # the test's own cassette, recorded afresh: it replaces it
+            if fresh:
+                renewed = {i.key for i in self.new}
+                on_disk = [
+                    i
+                    for i in on_disk
+                    if not (i.test == test or (i.test is None and (own or i.key in renewed)))
+                ]
+            self.save([*on_disk, *self.new], test=test)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, path: Path) -> Iterator[None]:
+    """Writers of the cassettes in ``folder`` take turns (``flock``; none where it is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError as exc:
+        raise CassetteError(
+            f"cannot write cassette {path}: its folder: {exc.strerror or exc}; the recorded "
+            "interactions are lost but any old cassette is intact. Check the folder "
+            "(llm_cassette_dir) is writable"
+        ) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # (closing it releases the lock)
 
 
 def _interactions(path: Path) -> list[Interaction]:
