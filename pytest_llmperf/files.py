@@ -46,7 +46,7 @@ def refuse_unless_regular(path: Path) -> None:
     """Raise :class:`FileExistsError` if something other than a regular file is at ``path``."""
     try:
         found = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (yet) to leave alone
         return
     if stat.S_ISREG(found):
         return

@@ -52,6 +52,7 @@ MAX_KEPT = 64 * 1024 * 1024  # the most of a whole body kept to read its statist
 BATCH = 1024  # chunks of an answer kept before they are read (the rest: when it ends)
 _LAST_BYTE = operator.itemgetter(-1)
 _NEWLINES = b"\n" * BATCH
+_LINE_END = re.compile(b"\n")
 
 Sink = Callable[[CallRecord], None]
 
@@ -206,26 +207,25 @@ class Exchange:
         self.text_ends: list[int] = []  # the body's byte just after each text chunk
 
     def _compact_lines(self, parts: list[bytes], times: list[float]) -> bool:
-        """Read an Ollama stream of one compact JSON line a chunk, as Ollama and the emulator
-        send it, with a few scans of the whole batch (a call per chunk costs more than a
-        scan of its bytes); ``False``, with nothing read, for any other shape."""
+        """Read an Ollama stream of compact JSON lines whose chunks each end at a line's end,
+        as Ollama and the emulator send them (a line a chunk, or several gathered into one
+        write), with a few scans of the whole batch (a call per line costs more than a scan
+        of its bytes); ``False``, with nothing read, for any other shape."""
         if self.partial or not all(parts):
             return False
         count = len(parts)
+        if bytes(map(_LAST_BYTE, parts)) != _NEWLINES[:count]:
+            return False
         data = b"".join(parts)
-        last = parts[-1]
+        lines = data.count(b"\n")
+        last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
         done = b'"done":true' in last
-        # one line a chunk, each a chunk on its way (its "done" false), but the last, which
-        # may be the done line; no error
-        if (
-            bytes(map(_LAST_BYTE, parts)) != _NEWLINES[:count]
-            or data.count(b"\n") != count
-            or data.count(b'"done":false') != count - done
-            or b'"error"' in data
-        ):
+        # each line a chunk on its way (its "done" false), but the last, which may be the
+        # done line; no error
+        if data.count(b'"done":false') != lines - done or b'"error"' in data:
             return False
         # each is a text chunk, but for an empty text field (usually only the done line's)
-        text = count
+        text = lines
         empties = data.count(b'":""')
         if empties:
             if not done or last.count(b'":""') != empties:
@@ -236,10 +236,20 @@ class Exchange:
             self.final = _statistics(last)
         start = self.position
         self.position = start + len(data)
-        self.text_times += times[:text] if text < count else times
-        if self.recorded is not None:  # where each line ends: the recorded times go by it
-            ends = itertools.accumulate(map(len, parts[:text]), initial=start)
-            self.text_ends += itertools.islice(ends, 1, None)
+        if lines == count:  # a line a chunk: each line came with its chunk
+            self.text_times += times[:text] if text < count else times
+            if self.recorded is not None:  # where each line ends: the recorded times go by it
+                ends = itertools.accumulate(map(len, parts[:text]), initial=start)
+                self.text_ends += itertools.islice(ends, 1, None)
+            return True
+        # lines gathered into chunks: each line came with the chunk that holds it
+        each = itertools.chain.from_iterable(
+            itertools.repeat(now, part.count(b"\n")) for part, now in zip(parts, times, strict=True)
+        )
+        self.text_times += itertools.islice(each, text)
+        if self.recorded is not None:
+            found = _LINE_END.finditer(data)
+            self.text_ends += (start + match.end() for match in itertools.islice(found, text))
         return True
 
     def _look(self, part: bytes, now: float) -> None:

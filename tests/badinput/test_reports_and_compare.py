@@ -27,15 +27,15 @@ def special(root: Path, kind: str) -> tuple[Path, str]:
     """A report path of ``kind`` and why it cannot take a report."""
     if kind == "folder":
         (root / "folder").mkdir()
-        return root / "folder", "it is not a regular file"
+        return root / "folder", "it is a directory, not a regular file, and was left as it is"
     if kind == "fifo":
         os.mkfifo(root / "fifo")
-        return root / "fifo", "it is not a regular file"
+        return root / "fifo", "it is a FIFO, not a regular file, and was left as it is"
     if kind == "under-a-file":
         (root / "afile").write_text("x")
         return root / "afile" / "r.json", f"{root / 'afile'} is a file, not a folder"
     if kind == "device":
-        return Path("/dev/null"), "it is not a regular file"
+        return Path("/dev/null"), "it is a device, not a regular file, and was left as it is"
     assert kind == "read-only-system"
     return Path("/proc/llmperf-report.json"), "*"
 

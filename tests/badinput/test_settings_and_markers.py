@@ -26,7 +26,7 @@ from pytest_llmperf.plugin.settings import (
 )
 
 # Values that some setting cannot take; each setting must refuse at least one of them.
-WRONG_VALUES = ("fast", "-1", "nan", "0", "ftp://x", "/")
+WRONG_VALUES = ("fast", "-1", "nan", "0", "ftp://x", "/", "(")
 # Settings that take any text: names, folders and paths (checked when used: a report path
 # that cannot be written is reported at the end of the run, see test_reports_and_compare.py).
 FREE_TEXT = {
@@ -66,7 +66,7 @@ class Config:
 
     def __init__(self, ini: dict[str, Any], cli: dict[str, Any]) -> None:
         self.ini = ini
-        self.option = SimpleNamespace(**{o.field: cli.get(o.field) for o in OPTIONS})
+        self.option = SimpleNamespace(**{o.dest: cli.get(o.dest) for o in OPTIONS})
 
     def getini(self, name: str) -> Any:
         option = next(o for o in OPTIONS if o.ini == name)
@@ -83,7 +83,7 @@ def test_a_wrong_setting_names_the_value_where_it_came_from_and_what_is_allowed(
     given: Any = [value] if option.multiple else value
     ini = {option.ini: given} if origin == "ini" else {}
     env = {option.env: value} if origin == "env" else {}
-    cli = {option.field: given} if origin == "cli" else {}
+    cli = {option.dest: given} if origin == "cli" else {}
     with pytest.raises(pytest.UsageError) as caught:
         resolve(Config(ini, cli), env)  # type: ignore[arg-type]
     where = {

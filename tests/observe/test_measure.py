@@ -186,3 +186,30 @@ def test_a_stream_of_one_line_a_chunk_reads_as_the_same_stream_split_elsewhere(
     assert at_once.server == by_line.server and at_once.server.eval_count == 3
     assert (at_once.outcome, at_once.output_tokens) == (by_line.outcome, by_line.output_tokens)
     assert at_once.total_s == pytest.approx(by_line.total_s)
+
+
+def test_lines_gathered_into_chunks_read_as_the_same_lines_one_a_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a server that gathers its writes (the emulator does) sends several lines a chunk: read
+    # in one batch, each line takes its chunk's time, as read line by line
+    lines = [line(response=text, done=False) for text in ("a", "b", "c", "d")] + [FINAL]
+    one_a_chunk: list[CallRecord] = []
+    ex = exchange(GENERATE, {"model": "m", "prompt": "hi"}, one_a_chunk)
+    ex.answered(200, {})
+    feed(ex, lines, [0.1, 0.1, 0.3, 0.3, 0.5])
+    ex.finish()
+    gathered: list[CallRecord] = []
+    ex = exchange(GENERATE, {"model": "m", "prompt": "hi"}, gathered)
+    ex.answered(200, {})
+    monkeypatch.setattr(Exchange, "_look", None)  # the batch is read without it
+    feed(ex, [lines[0] + lines[1], lines[2] + lines[3], lines[4]], [0.1, 0.3, 0.5])
+    ex.finish()
+    ((each,), (together,)) = one_a_chunk, gathered
+    assert together.ttft_s == each.ttft_s == pytest.approx(0.1)
+    assert together.gaps is not None and each.gaps is not None
+    assert together.gaps.count == each.gaps.count == 3
+    assert together.gaps.max == pytest.approx(each.gaps.max) == pytest.approx(0.2)
+    assert together.output_tokens == each.output_tokens
+    assert together.server == each.server and together.server.eval_count == 3
+    assert together.total_s == pytest.approx(each.total_s) == pytest.approx(0.5)

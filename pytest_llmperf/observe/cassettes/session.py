@@ -185,7 +185,8 @@ class CassetteSession:
             return contextlib.nullcontext()
         target = self._foreign_target()
         if target != self.foreign_path and self.mode not in ("all", "rewrite"):
-            with contextlib.suppress(FileNotFoundError):  # what it has replays, and stays
+            # what it has replays, and stays (nothing there: nothing to copy)
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 shutil.copyfile(self.foreign_path, target)
 
         scrubbed = sorted(self.scrub.request_headers)
