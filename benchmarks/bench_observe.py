@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import ollama
-from bench_client import emulator
+from bench_client import callgrind, emulator
 
 from pytest_llmperf.observe.measure import Routes, Sink
 from pytest_llmperf.observe.point import start_observing
@@ -102,19 +99,8 @@ def child(args: argparse.Namespace) -> int:
 
 
 def instructions(url: str, mode: str, calls: int, stream: bool) -> int:
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
-        + [__file__, "--child", mode, "--child-url", url, "--calls", str(calls)]
-        + (["--child-stream"] if stream else []),
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts in every run
-    )
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if found is None:
-        raise SystemExit(f"no count from callgrind:\n{out.stderr[-2000:]}")
-    return int(found.group(1))
+    child = [__file__, "--child", mode, "--child-url", url, "--calls", str(calls)]
+    return callgrind(child + (["--child-stream"] if stream else []))
 
 
 def count(args: argparse.Namespace) -> int:
