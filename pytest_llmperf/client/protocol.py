@@ -329,16 +329,6 @@ def _error_text(error: Any) -> str:
 # --- chunks and answers -----------------------------------------------------------------
 
 
-_NUMBERS = (
-    "total_duration",
-    "load_duration",
-    "prompt_eval_count",
-    "prompt_eval_duration",
-    "eval_count",
-    "eval_duration",
-)
-
-
 def chunk_problem(chunk: Mapping[str, Any]) -> str | None:
     """What in an Ollama chunk (or whole answer) is not of the shape the client reads."""
     response = chunk.get("response")
@@ -354,7 +344,7 @@ def chunk_problem(chunk: Mapping[str, Any]) -> str | None:
         calls = message.get("tool_calls")
         if calls is not None and not isinstance(calls, list):
             return f"'message.tool_calls' is {type(calls).__name__}, not a list"
-    for name in _NUMBERS:
+    for name in STATISTICS:
         value = chunk.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             return f"'{name}' is {type(value).__name__}, not a number"
