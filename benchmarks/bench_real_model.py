@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -40,7 +41,7 @@ from pytest_llmperf.emulator.llamacpp import LlamaCppBackend, generation_steps
 
 NAME = "stories"
 FLOOR = "floor:latest"
-SIDES = ("in_process", "steps", "emulator", "floor")
+SIDES = ("in_process", "steps", "emulator", "raw", "floor")
 PROMPT = "Once upon a time"
 TARGET_RATE = 0.90  # emulator / in-process tokens per second: at least
 TARGET_TTFT = 1.20  # emulator / in-process time to first token: at most
@@ -71,7 +72,7 @@ def timed(pieces: list[tuple[float, str]], started: float) -> Stream:
     )
 
 
-def with_cpu(side: InProcess | Steps | OverHTTP, server_pid: int) -> Stream:
+def with_cpu(side: InProcess | Steps | OverHTTP | RawHTTP, server_pid: int) -> Stream:
     """One stream of ``side``, with the CPU both processes used during it."""
     before = time.process_time(), process_cpu(server_pid)
     seen = side.stream()
@@ -206,6 +207,58 @@ class OverHTTP:
         self.client.close()
 
 
+class RawHTTP:
+    """The emulator read by the least an HTTP/1.1 client does: one kept-alive socket
+    (TCP_NODELAY), the request written at once, the chunked NDJSON answer split by hand.
+    Its TTFT is the emulator's and the loopback's, with almost none of a client library's."""
+
+    def __init__(self, url: str, model: str, options: dict[str, Any]) -> None:
+        host, _, port = url.split("//", 1)[1].rpartition(":")
+        self.sock = socket.create_connection((host.strip("[]"), int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        body = json.dumps({"model": model, "prompt": PROMPT, "stream": True, "options": options})
+        self.request = (
+            f"POST /api/generate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+        ).encode()
+
+    def stream(self) -> Stream:
+        clock = time.perf_counter
+        pieces: list[tuple[float, str]] = []
+        started = clock()
+        self.sock.sendall(self.request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += self._recv()
+        head, data = data.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"the emulator answered {head[:40]!r}")
+        while True:  # chunked: SIZE CRLF DATA CRLF, ending with a chunk of size 0
+            while b"\r\n" not in data:
+                data += self._recv()
+            size_line, data = data.split(b"\r\n", 1)
+            size = int(size_line, 16)
+            while len(data) < size + 2:
+                data += self._recv()
+            now = clock()
+            chunk, data = data[:size], data[size + 2 :]
+            if size == 0:
+                return timed(pieces, started)
+            for line in chunk.splitlines():
+                text = json.loads(line).get("response")
+                if text:
+                    pieces.append((now, text))
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise SystemExit("the emulator closed the connection mid-answer")
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def spread(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     p25, p50, p75 = (
@@ -254,28 +307,32 @@ def run_rounds(
     local = InProcess(args.model, backend.n_ctx, backend.threads, options)
     steps = Steps(args.model, backend.n_ctx, backend.threads, options)
     remote = OverHTTP(url, NAME, options)
+    raw = RawHTTP(url, NAME, options)
     floor = OverHTTP(url, FLOOR, options)
     try:
-        warm = local.stream(), steps.stream(), remote.stream(), floor.stream()  # load them
-        for name, seen in (("the emulator's steps", warm[1]), ("the emulator", warm[2])):
+        warm = local.stream(), steps.stream(), remote.stream(), raw.stream(), floor.stream()
+        seen_by = (("the emulator's steps", warm[1]), ("the emulator", warm[2]), ("raw", warm[3]))
+        for name, seen in seen_by:
             if seen.text != warm[0].text:
                 raise SystemExit(
                     f"{name} wrote another text than create_completion:\n"
                     f"  create_completion: {warm[0].text[:120]!r}\n  {name}: {seen.text[:120]!r}"
                 )
         print(
-            f"the same text from all three ({warm[0].pieces} pieces from create_completion, "
+            f"the same text from all four ({warm[0].pieces} pieces from create_completion, "
             f"{warm[2].pieces} from the emulator, eval_count {remote.final.get('eval_count')})"
         )
         rounds: list[dict[str, Stream]] = []
-        sides = list(zip(SIDES, (local, steps, remote, floor), strict=True))
+        sides = list(zip(SIDES, (local, steps, remote, raw, floor), strict=True))
         for number in range(args.rounds):
-            turn = sides[number % 4 :] + sides[: number % 4]  # each side first in turn
+            first = number % len(sides)
+            turn = sides[first:] + sides[:first]  # each side first in turn
             seen = {name: with_cpu(side, server_pid) for name, side in turn}
             rounds.append(seen)
         return rounds
     finally:
         remote.close()
+        raw.close()
         floor.close()
 
 
@@ -317,6 +374,8 @@ def main() -> int:
     ttft = [r["emulator"].ttft_s / r["in_process"].ttft_s for r in rounds]
     print(show("ratio tokens/s", rate, "x"))
     print(show("ratio TTFT", ttft, "x"))
+    bare = [r["raw"].ttft_s / r["in_process"].ttft_s for r in rounds]
+    print(show("ratio TTFT, raw client", bare, "x"))
     alone = [r["emulator"].tokens_per_s / r["steps"].tokens_per_s for r in rounds]
     print(show("ratio tokens/s to its steps", alone, "x"))
     alone = [r["emulator"].ttft_s / r["steps"].ttft_s for r in rounds]
@@ -324,6 +383,7 @@ def main() -> int:
     verdicts = [
         (f"tokens/s ratio >= {TARGET_RATE}", spread(rate)["median"] >= TARGET_RATE),
         (f"TTFT ratio <= {TARGET_TTFT}", spread(ttft)["median"] <= TARGET_TTFT),
+        (f"TTFT ratio, raw client <= {TARGET_TTFT}", spread(bare)["median"] <= TARGET_TTFT),
     ]
     for target, passed in verdicts:
         print(f"{'PASS' if passed else 'FAIL'}: {target}")
