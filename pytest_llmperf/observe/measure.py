@@ -80,9 +80,9 @@ class Exchange:
     """One LLM request and its answer, measured at the transport.
 
     While the answer passes, only its chunks and their arrival times are kept
-    (:meth:`arrived`, or the watched stream's own loop, which appends to :attr:`parts` and
-    :attr:`times`); they are read when the answer ends, or every :data:`BATCH` chunks of a
-    long one. So the client's reading pays two list appends and a clock reading a chunk.
+    (:meth:`arrived`); they are read when the answer ends, or every :data:`BATCH` chunks of a
+    long one. So the client's reading pays a call, two list appends and a clock reading a
+    chunk.
     """
 
     __slots__ = (
@@ -182,7 +182,7 @@ class Exchange:
         if not (lines and self._compact_lines(parts, times)):
             for part, now in zip(parts, times, strict=True):
                 self._look(part, now)
-        parts.clear()  # (the watched stream appends to these lists)
+        parts.clear()  # (arrived() appends to these lists)
         times.clear()
 
     def _read_request(self) -> None:

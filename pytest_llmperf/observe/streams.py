@@ -1,8 +1,8 @@
 """The body of a measured answer: each chunk goes on to the client as it comes.
 
-A chunk is handed on as it comes, with its arrival time noted; the chunks are read when the
-body ends (or every ``BATCH`` chunks of a long one), so the measurement never delays what the
-client reads. The exchange ends when
+A chunk is handed on as it comes, with its arrival time noted (:meth:`Exchange.arrived`); the
+chunks are read when the body ends (or every ``BATCH`` chunks of a long one), so the
+measurement never delays what the client reads. The exchange ends when
 the body has been read to its end, when the client closes it, or when reading it fails.
 """
 
@@ -13,70 +13,56 @@ from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
-from pytest_llmperf.observe.measure import BATCH, Exchange
+from pytest_llmperf.observe.measure import Exchange
 
 perf_counter = time.perf_counter
 
 
 class _Watched:
+    """A watched body; as a context manager, the span of its reading (ended how it ends)."""
+
     def __init__(self, inner: Any, exchange: Exchange, hx: ModuleType) -> None:
         self.inner = inner
         self.exchange = exchange
         self.hx = hx
 
-    def _failed(self, exc: BaseException) -> None:
-        if isinstance(exc, self.hx.TimeoutException):
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        if kind is None:
+            self.exchange.finish()  # read to its end
+        elif isinstance(exc, self.hx.TimeoutException):
             self.exchange.finish("timeout", exc)
         elif isinstance(exc, Exception):
             self.exchange.finish("error", exc)
-        else:  # GeneratorExit from a client that stopped reading: its close() decides
-            pass
+        # else GeneratorExit, from a client that stopped reading: its close() decides
 
 
 class _SyncWatched(_Watched):
     def __iter__(self) -> Iterator[bytes]:
-        exchange = self.exchange
-        parts, times = exchange.parts, exchange.times  # read when the answer ends
-        try:
+        arrived = self.exchange.arrived
+        with self:
             for part in self.inner:
-                times.append(perf_counter())
-                parts.append(part)
-                if len(parts) >= BATCH:
-                    exchange.read_batch()
+                arrived(part, perf_counter())
                 yield part
-        except BaseException as exc:
-            self._failed(exc)
-            raise
-        self.exchange.finish()
 
     def close(self) -> None:
-        try:
+        with self:  # closed early: the exchange ends here
             self.inner.close()
-        finally:
-            self.exchange.finish()
 
 
 class _AsyncWatched(_Watched):
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        exchange = self.exchange
-        parts, times = exchange.parts, exchange.times  # read when the answer ends
-        try:
+        arrived = self.exchange.arrived
+        with self:
             async for part in self.inner:
-                times.append(perf_counter())
-                parts.append(part)
-                if len(parts) >= BATCH:
-                    exchange.read_batch()
+                arrived(part, perf_counter())
                 yield part
-        except BaseException as exc:
-            self._failed(exc)
-            raise
-        self.exchange.finish()
 
     async def aclose(self) -> None:
-        try:
+        with self:  # closed early: the exchange ends here
             await self.inner.aclose()
-        finally:
-            self.exchange.finish()
 
 
 class _Types:
