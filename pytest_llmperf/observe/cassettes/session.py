@@ -46,7 +46,7 @@ from pytest_llmperf.observe.point import playing
 
 MODES = ("none", "once", "new_episodes", "all", "rewrite")
 perf_counter = time.perf_counter
-NO_ANSWER = "replayed: no answer within the read timeout"
+_NO_ANSWER = "replayed: no answer within the read timeout"
 
 
 class CassetteMismatchError(LLMPerfError):
@@ -324,7 +324,7 @@ class CassetteSession:
         began, due, late = self._begin_replay(found, request)
         if late is not None:
             time.sleep(late)
-            raise _transport_error(hx, "ReadTimeout", NO_ANSWER, request)
+            raise _transport_error(hx, "ReadTimeout", _NO_ANSWER, request)
         _sleep_until(due)
         stream = _streams(hx).Replay(found, began, self.timing, request, hx, self._where)
         return _build(found, stream, request, hx)
@@ -333,7 +333,7 @@ class CassetteSession:
         began, due, late = self._begin_replay(found, request)
         if late is not None:
             await asyncio.sleep(late)
-            raise _transport_error(hx, "ReadTimeout", NO_ANSWER, request)
+            raise _transport_error(hx, "ReadTimeout", _NO_ANSWER, request)
         await asyncio.sleep(max(0.0, due - perf_counter()))
         stream = _streams(hx).AsyncReplay(found, began, self.timing, request, hx, self._where)
         return _build(found, stream, request, hx)
@@ -494,8 +494,9 @@ class _ReplayBase:
 
     def _steps(self) -> Iterator[float | bytes]:
         """The replay as steps for a sync or an async driver: a moment (on ``perf_counter``)
-        to wait for, or the next part. What the replay raises (a read timeout, the recorded
-        error) it raises when the driver comes back from the wait before it."""
+        to wait until, or the next part. What the replay raises comes out of the steps: a
+        read timeout when the driver is back from the wait before it, the recorded error (or
+        a cut-short recording's) after the last part."""
         last = perf_counter()
         for offset, part in self.found.pieces():
             if self.factor:
