@@ -62,121 +62,6 @@ def version() -> str:
         return __version__
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmperf", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"llmperf {version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser(
-        "serve",
-        help="run the Ollama-compatible emulator",
-        description="Serve the Ollama API (and its /v1 OpenAI routes) with emulated models.",
-    )
-    serve.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-    )
-    serve.add_argument(
-        "--port", type=_port, default=11434, help="port (default 11434; 0: any free port)"
-    )
-    serve.add_argument(
-        "--profiles", type=Path, help="latency profile file (TOML); default: the shipped one"
-    )
-    serve.add_argument(
-        "--gguf",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="serve a real GGUF model through llama.cpp under NAME (repeatable)",
-    )
-    serve.add_argument(
-        "--gguf-threads",
-        type=_positive,
-        help="llama.cpp threads for the --gguf models (default: half the cores)",
-    )
-    serve.add_argument(
-        "--num-parallel", type=_positive, help="requests at once per model (OLLAMA_NUM_PARALLEL)"
-    )
-    serve.add_argument(
-        "--max-queue", type=_non_negative, help="waiting requests before 503 (OLLAMA_MAX_QUEUE)"
-    )
-    serve.add_argument(
-        "--max-loaded-models",
-        type=_positive,
-        help="models kept in memory (OLLAMA_MAX_LOADED_MODELS)",
-    )
-    serve.add_argument(
-        "--time-scale", type=_scale, help="multiply every emulated delay (0.01: 100x faster)"
-    )
-    serve.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-    )
-    _add_validate(commands)
-    _add_compare(commands)
-    _add_report(commands)
-    return parser
-
-
-def _add_validate(commands: Any) -> None:
-    validate = commands.add_parser(
-        "validate",
-        help="run the validation scenarios against a server and write the optimization report",
-        description=(
-            "Run the bundled scenarios (architecture, functionality, performance) through "
-            "pytest-llmperf against TARGET: the embedded emulator (default) or Ollama-"
-            "compatible servers. Writes llm_dev_validation_YYYYMMDD_HHMMSS.json (the "
-            "report, with the scenarios and the optimizations measured) and "
-            "performance_recommendations.json in --out. Exit status: 0 every required "
-            "scenario passed (expected failures are not failures), 1 one failed or the "
-            "baseline gate found a regression, 2 bad input or a run that could not be made."
-        ),
-    )
-    validate.add_argument(
-        "--target",
-        action="append",
-        default=[],
-        metavar="emulator|URL",
-        help="'emulator' (default: two embedded emulators) or a server's URL; repeat for a pool",
-    )
-    validate.add_argument(
-        "--gguf",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="the embedded emulator serves this GGUF model through llama.cpp, as the fast "
-        "tier unless --tier fast=... says otherwise (repeatable)",
-    )
-    validate.add_argument(
-        "--tier",
-        action="append",
-        default=[],
-        metavar="NAME=MODEL",
-        help="the model of a tier (default fast=llama3.2:1b balanced=llama3.2:3b "
-        "complex=llama3:8b; repeatable)",
-    )
-    validate.add_argument(
-        "--out",
-        type=Path,
-        default=Path("llmperf-validation"),
-        metavar="DIR",
-        help="where the files go (default ./llmperf-validation/)",
-    )
-    validate.add_argument(
-        "--html", action="store_true", help="also write the report as an HTML page beside it"
-    )
-    validate.add_argument(
-        "--baseline",
-        type=Path,
-        metavar="FILE",
-        help="gate the run against this earlier report; a latency regression exits 1",
-    )
-    validate.add_argument(
-        "--time-scale",
-        type=_above_zero,
-        metavar="X",
-        help="the target's delays relative to real time: the embedded emulator runs at it "
-        "(default 0.1) and the budgets scale with it (default 1 for a URL)",
-    )
-
-
 def _above_zero(value: str) -> float:
     number = _scale(value)
     if number == 0:
@@ -198,59 +83,187 @@ def _argument(parse: Callable[[str], float]) -> Callable[[str], float]:
     return convert
 
 
-def _add_compare(commands: Any) -> None:
-    compare = commands.add_parser(
-        "compare",
-        help="compare a validation report with a baseline; exit 1 on a latency regression",
-        description=(
-            "Compare CURRENT with BASELINE per model and per test. A regression needs the "
-            "median or p95 of a call's total time or time to first token to grow beyond the "
-            "threshold, and a one-sided Mann-Whitney U test on the raw calls to find it "
-            "significant. Exit status: 0 none, 1 a regression (0 with --warn), 2 bad input."
-        ),
-    )
-    compare.add_argument("baseline", type=Path, help="the baseline report (JSON)")
-    compare.add_argument("current", type=Path, help="the report of the run to judge (JSON)")
-    compare.add_argument(
+# A command's options: the flags (or the positional name) and argparse's keywords for them.
+Option = tuple[str, dict[str, Any]]
+_GGUF = {"action": "append", "default": [], "metavar": "NAME=PATH"}
+
+_SERVE: tuple[Option, ...] = (
+    ("--host", {"default": "127.0.0.1", "help": "address to listen on (default 127.0.0.1)"}),
+    ("--port", {"type": _port, "default": 11434, "help": "port (default 11434; 0: any free port)"}),
+    ("--profiles", {"type": Path, "help": "latency profile file (TOML); default: the shipped one"}),
+    (
+        "--gguf",
+        {**_GGUF, "help": "serve a real GGUF model through llama.cpp under NAME (repeatable)"},
+    ),
+    (
+        "--gguf-threads",
+        {
+            "type": _positive,
+            "help": "llama.cpp threads for the --gguf models (default: half the cores)",
+        },
+    ),
+    (
+        "--num-parallel",
+        {"type": _positive, "help": "requests at once per model (OLLAMA_NUM_PARALLEL)"},
+    ),
+    (
+        "--max-queue",
+        {"type": _non_negative, "help": "waiting requests before 503 (OLLAMA_MAX_QUEUE)"},
+    ),
+    (
+        "--max-loaded-models",
+        {"type": _positive, "help": "models kept in memory (OLLAMA_MAX_LOADED_MODELS)"},
+    ),
+    (
+        "--time-scale",
+        {"type": _scale, "help": "multiply every emulated delay (0.01: 100x faster)"},
+    ),
+    (
+        "--log-level",
+        {"default": "info", "choices": ["critical", "error", "warning", "info", "debug"]},
+    ),
+)
+
+_VALIDATE: tuple[Option, ...] = (
+    (
+        "--target",
+        {
+            "action": "append",
+            "default": [],
+            "metavar": "emulator|URL",
+            "help": "'emulator' (default: two embedded emulators) or a server's URL; repeat for "
+            "a pool",
+        },
+    ),
+    (
+        "--gguf",
+        {
+            **_GGUF,
+            "help": "the embedded emulator serves this GGUF model through llama.cpp, as the "
+            "fast tier unless --tier fast=... says otherwise (repeatable)",
+        },
+    ),
+    (
+        "--tier",
+        {
+            "action": "append",
+            "default": [],
+            "metavar": "NAME=MODEL",
+            "help": "the model of a tier (default fast=llama3.2:1b balanced=llama3.2:3b "
+            "complex=llama3:8b; repeatable)",
+        },
+    ),
+    (
+        "--out",
+        {
+            "type": Path,
+            "default": Path("llmperf-validation"),
+            "metavar": "DIR",
+            "help": "where the files go (default ./llmperf-validation/)",
+        },
+    ),
+    ("--html", {"action": "store_true", "help": "also write the report as an HTML page beside it"}),
+    (
+        "--baseline",
+        {
+            "type": Path,
+            "metavar": "FILE",
+            "help": "gate the run against this earlier report; a latency regression exits 1",
+        },
+    ),
+    (
+        "--time-scale",
+        {
+            "type": _above_zero,
+            "metavar": "X",
+            "help": "the target's delays relative to real time: the embedded emulator runs at "
+            "it (default 0.1) and the budgets scale with it (default 1 for a URL)",
+        },
+    ),
+)
+
+_COMPARE: tuple[Option, ...] = (
+    ("baseline", {"type": Path, "help": "the baseline report (JSON)"}),
+    ("current", {"type": Path, "help": "the report of the run to judge (JSON)"}),
+    (
         "--threshold",
-        type=_argument(gate.parse_threshold),
-        default=gate.THRESHOLD,
-        help="smallest growth of the median or p95 that counts (default 10%%)",
-    )
-    compare.add_argument(
+        {
+            "type": _argument(gate.parse_threshold),
+            "default": gate.THRESHOLD,
+            "help": "smallest growth of the median or p95 that counts (default 10%%)",
+        },
+    ),
+    (
         "--alpha",
-        type=_argument(gate.parse_alpha),
-        default=gate.ALPHA,
-        help="significance level of the Mann-Whitney U test (default 0.01)",
-    )
-    compare.add_argument(
-        "--markdown", type=Path, metavar="PATH", help="also write the result as Markdown here"
-    )
-    compare.add_argument(
-        "--json", type=Path, metavar="PATH", help="also write every finding as JSON here"
-    )
-    compare.add_argument(
-        "--all", action="store_true", help="list every comparison, not only what moved"
-    )
-    compare.add_argument(
-        "--warn", action="store_true", help="report regressions but exit 0 (to start soft)"
-    )
+        {
+            "type": _argument(gate.parse_alpha),
+            "default": gate.ALPHA,
+            "help": "significance level of the Mann-Whitney U test (default 0.01)",
+        },
+    ),
+    (
+        "--markdown",
+        {"type": Path, "metavar": "PATH", "help": "also write the result as Markdown here"},
+    ),
+    ("--json", {"type": Path, "metavar": "PATH", "help": "also write every finding as JSON here"}),
+    ("--all", {"action": "store_true", "help": "list every comparison, not only what moved"}),
+    ("--warn", {"action": "store_true", "help": "report regressions but exit 0 (to start soft)"}),
+)
 
+_REPORT: tuple[Option, ...] = (
+    ("report", {"type": Path, "help": "the validation report (JSON)"}),
+    ("--html", {"type": Path, "metavar": "PATH", "help": "write the report as an HTML page here"}),
+)
 
-def _add_report(commands: Any) -> None:
-    report = commands.add_parser(
+# Each command: its name, its one-line help, its description and its options.
+_COMMANDS: tuple[tuple[str, str, str, tuple[Option, ...]], ...] = (
+    (
+        "serve",
+        "run the Ollama-compatible emulator",
+        "Serve the Ollama API (and its /v1 OpenAI routes) with emulated models.",
+        _SERVE,
+    ),
+    (
+        "validate",
+        "run the validation scenarios against a server and write the optimization report",
+        "Run the bundled scenarios (architecture, functionality, performance) through "
+        "pytest-llmperf against TARGET: the embedded emulator (default) or Ollama-"
+        "compatible servers. Writes llm_dev_validation_YYYYMMDD_HHMMSS.json (the "
+        "report, with the scenarios and the optimizations measured) and "
+        "performance_recommendations.json in --out. Exit status: 0 every required "
+        "scenario passed (expected failures are not failures), 1 one failed or the "
+        "baseline gate found a regression, 2 bad input or a run that could not be made.",
+        _VALIDATE,
+    ),
+    (
+        "compare",
+        "compare a validation report with a baseline; exit 1 on a latency regression",
+        "Compare CURRENT with BASELINE per model and per test. A regression needs the "
+        "median or p95 of a call's total time or time to first token to grow beyond the "
+        "threshold, and a one-sided Mann-Whitney U test on the raw calls to find it "
+        "significant. Exit status: 0 none, 1 a regression (0 with --warn), 2 bad input.",
+        _COMPARE,
+    ),
+    (
         "report",
-        help="show a validation report, or write it as an HTML page with charts",
-        description=(
-            "Show REPORT's summary as the end of a run does; with --html, write one "
-            "self-contained page (charts and tables, no network needed) that needs the html "
-            "extra: pip install 'pytest-llmperf[html]'. Exit status: 0 done, 2 bad input."
-        ),
-    )
-    report.add_argument("report", type=Path, help="the validation report (JSON)")
-    report.add_argument(
-        "--html", type=Path, metavar="PATH", help="write the report as an HTML page here"
-    )
+        "show a validation report, or write it as an HTML page with charts",
+        "Show REPORT's summary as the end of a run does; with --html, write one "
+        "self-contained page (charts and tables, no network needed) that needs the html "
+        "extra: pip install 'pytest-llmperf[html]'. Exit status: 0 done, 2 bad input.",
+        _REPORT,
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmperf", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"llmperf {version()}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, summary, description, options in _COMMANDS:
+        command = commands.add_parser(name, help=summary, description=description)
+        for flag, keywords in options:
+            command.add_argument(flag, **keywords)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from pytest_llmperf.emulator.engine import (
     InjectedStatus,
     ModelNotFound,
     QueueFull,
+    Stats,
     describe,
 )
 from pytest_llmperf.emulator.faults import FAULT_HEADER, FaultSpec, parse_fault_header
@@ -309,72 +310,21 @@ class EmulatorApp:
     # --- generation routes --------------------------------------------------------------
 
     async def generate(self, request: Request, out: Responder) -> None:
-        body = request.json()
-        backend, keep_alive, faults = self._prepare(request, body)
-        if body.get("raw") and (body.get("template") or body.get("system") or body.get("context")):
-            raise HTTPError(400, "raw mode does not support template, system, or context")
-        prompt = str(body.get("prompt") or "")
-        shape = wire.OllamaGenerate(backend.profile.name)
-        if not prompt and not body.get("images"):
-            await self._load_only(backend, keep_alive, request, out, shape)
-            return
-        system = "" if body.get("raw") else str(body.get("system") or "")
-        job = _job(
-            backend, (system + "\n" + prompt).strip(), body.get("options"), body.get("format")
-        )
-        await self._serve(
-            backend, job, keep_alive, faults, request, out, shape, body.get("stream", True)
-        )
+        await self._generation(request, out, _generate_job, stream=True)
 
     async def chat(self, request: Request, out: Responder) -> None:
-        body = request.json()
-        backend, keep_alive, faults = self._prepare(request, body)
-        messages = _messages(body.get("messages"))
-        shape = wire.OllamaChat(backend.profile.name)
-        if not messages:
-            await self._load_only(backend, keep_alive, request, out, shape)
-            return
-        tools = _tools(body.get("tools"))
-        job = _job(backend, render_messages(messages), body.get("options"), body.get("format"))
-        job = _with_tools(job, tools, messages)
-        await self._serve(
-            backend, job, keep_alive, faults, request, out, shape, body.get("stream", True)
-        )
+        await self._generation(request, out, _chat_job, stream=True)
 
     async def openai_chat(self, request: Request, out: Responder) -> None:
-        body = request.json()
-        backend, keep_alive, faults = self._prepare(request, body)
-        messages = _openai_messages(body.get("messages"))
-        if not messages:
-            raise HTTPError(400, "[] is too short - 'messages'")
-        options = _openai_options(body)
-        job = _job(backend, render_messages(messages), options, _openai_format(body))
-        job = _with_tools(job, _tools(body.get("tools")), messages)
-        shape = wire.OpenAIChat(str(body["model"]), _include_usage(body))
-        await self._serve(
-            backend, job, keep_alive, faults, request, out, shape, body.get("stream", False)
-        )
+        await self._generation(request, out, _openai_chat_job, stream=False)
 
     async def openai_completion(self, request: Request, out: Responder) -> None:
-        body = request.json()
-        backend, keep_alive, faults = self._prepare(request, body)
-        prompt = body.get("prompt", "")
-        if isinstance(prompt, list):
-            prompt = "".join(str(p) for p in prompt)
-        job = _job(backend, str(prompt), _openai_options(body), None)
-        shape = wire.OpenAICompletion(str(body["model"]), _include_usage(body))
-        await self._serve(
-            backend, job, keep_alive, faults, request, out, shape, body.get("stream", False)
-        )
+        await self._generation(request, out, _openai_completion_job, stream=False)
 
     # --- embeddings ---------------------------------------------------------------------
 
     async def embed(self, request: Request, out: Responder) -> None:
-        body = request.json()
-        backend, keep_alive, _faults = self._prepare(request, body)
-        texts = _texts(body.get("input"))
-        vectors, stats = await self._embed(backend, texts, keep_alive, request, normalize=True)
-        vectors = _truncate(vectors, body.get("dimensions"))
+        _body, backend, vectors, stats = await self._embed_texts(request)
         await out.json({"model": backend.profile.name, "embeddings": vectors, **describe(stats)})
 
     async def embeddings(self, request: Request, out: Responder) -> None:
@@ -388,11 +338,7 @@ class EmulatorApp:
         await out.json({"embedding": vectors[0]})
 
     async def openai_embeddings(self, request: Request, out: Responder) -> None:
-        body = request.json()
-        backend, keep_alive, _faults = self._prepare(request, body)
-        texts = _texts(body.get("input"))
-        vectors, stats = await self._embed(backend, texts, keep_alive, request, normalize=True)
-        vectors = _truncate(vectors, body.get("dimensions"))
+        body, _backend, vectors, stats = await self._embed_texts(request)
         data = [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)]
         tokens = stats.prompt_eval_count
         await out.json(
@@ -446,13 +392,38 @@ class EmulatorApp:
             raise HTTPError(exc.status, exc.message) from None
         return backend, keep_alive, faults
 
+    async def _generation(
+        self, request: Request, out: Responder, read: JobReader, *, stream: bool
+    ) -> None:
+        """A generation route: ``read`` makes the job of its body (``stream``: whether the
+        answer streams when the body does not say)."""
+        body = request.json()
+        backend, keep_alive, faults = self._prepare(request, body)
+        job, shape = read(backend, body)
+        if job is None:
+            await self._load_only(backend, keep_alive, request, out, shape)
+            return
+        streams = body.get("stream", stream)
+        await self._serve(backend, job, keep_alive, faults, request, out, shape, streams)
+
+    async def _embed_texts(
+        self, request: Request
+    ) -> tuple[dict[str, Any], Backend, list[list[float]], Stats]:
+        """The body of an embedding route that takes ``input`` (and ``dimensions``), its
+        backend, the vectors (normalized, cut to ``dimensions``) and the statistics."""
+        body = request.json()
+        backend, keep_alive, _faults = self._prepare(request, body)
+        texts = _texts(body.get("input"))
+        vectors, stats = await self._embed(backend, texts, keep_alive, request, normalize=True)
+        return body, backend, _truncate(vectors, body.get("dimensions")), stats
+
     async def _load_only(
         self,
         backend: Backend,
         keep_alive: float,
         request: Request,
         out: Responder,
-        shape: wire.OllamaGenerate,
+        shape: wire.Shape,
     ) -> None:
         try:
             stats = await self.engine.load_only(backend, keep_alive, request.started_ns)
@@ -471,7 +442,7 @@ class EmulatorApp:
         keep_alive: float,
         request: Request,
         normalize: bool,
-    ) -> tuple[list[list[float]], Any]:
+    ) -> tuple[list[list[float]], Stats]:
         try:
             return await self.engine.embed(
                 backend, texts, keep_alive, normalize, request.started_ns
@@ -547,6 +518,51 @@ async def _answer_whole(
 
 
 # --- request parsing helpers ------------------------------------------------------------
+
+# What a generation route makes of its request's body: the job (None: only load the model,
+# or unload it) and the shape its answer takes.
+JobReader = Callable[[Backend, Mapping[str, Any]], tuple[Job | None, wire.Shape]]
+
+
+def _generate_job(backend: Backend, body: Mapping[str, Any]) -> tuple[Job | None, wire.Shape]:
+    if body.get("raw") and (body.get("template") or body.get("system") or body.get("context")):
+        raise HTTPError(400, "raw mode does not support template, system, or context")
+    prompt = str(body.get("prompt") or "")
+    shape = wire.OllamaGenerate(backend.profile.name)
+    if not prompt and not body.get("images"):
+        return None, shape
+    system = "" if body.get("raw") else str(body.get("system") or "")
+    prompt = (system + "\n" + prompt).strip()
+    return _job(backend, prompt, body.get("options"), body.get("format")), shape
+
+
+def _chat_job(backend: Backend, body: Mapping[str, Any]) -> tuple[Job | None, wire.Shape]:
+    messages = _messages(body.get("messages"))
+    shape = wire.OllamaChat(backend.profile.name)
+    if not messages:
+        return None, shape
+    tools = _tools(body.get("tools"))
+    job = _job(backend, render_messages(messages), body.get("options"), body.get("format"))
+    return _with_tools(job, tools, messages), shape
+
+
+def _openai_chat_job(backend: Backend, body: Mapping[str, Any]) -> tuple[Job | None, wire.Shape]:
+    messages = _openai_messages(body.get("messages"))
+    if not messages:
+        raise HTTPError(400, "[] is too short - 'messages'")
+    job = _job(backend, render_messages(messages), _openai_options(body), _openai_format(body))
+    job = _with_tools(job, _tools(body.get("tools")), messages)
+    return job, wire.OpenAIChat(str(body["model"]), _include_usage(body))
+
+
+def _openai_completion_job(
+    backend: Backend, body: Mapping[str, Any]
+) -> tuple[Job | None, wire.Shape]:
+    prompt = body.get("prompt", "")
+    if isinstance(prompt, list):
+        prompt = "".join(str(p) for p in prompt)
+    job = _job(backend, str(prompt), _openai_options(body), None)
+    return job, wire.OpenAICompletion(str(body["model"]), _include_usage(body))
 
 
 def _job(backend: Backend, prompt: str, options: Any, fmt: Any) -> Job:
@@ -631,20 +647,24 @@ def _texts(value: Any) -> list[str]:
     raise HTTPError(400, "input must be a string or a list of strings")
 
 
+# The Ollama option each OpenAI field of a /v1 request gives, as Ollama's /v1 reads them; of
+# two fields for one option the later wins (max_completion_tokens over the older max_tokens).
+_OPENAI_OPTIONS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "max_tokens": "num_predict",
+    "stop": "stop",
+    "max_completion_tokens": "num_predict",
+}
+
+
 def _openai_options(body: Mapping[str, Any]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for ours, theirs in (
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-        ("seed", "seed"),
-        ("num_predict", "max_tokens"),
-        ("stop", "stop"),
-    ):
-        if body.get(theirs) is not None:
-            options[ours] = body[theirs]
-    if body.get("max_completion_tokens") is not None:
-        options["num_predict"] = body["max_completion_tokens"]
-    return options
+    return {
+        ours: body[theirs]
+        for theirs, ours in _OPENAI_OPTIONS.items()
+        if body.get(theirs) is not None
+    }
 
 
 def _openai_format(body: Mapping[str, Any]) -> Any:

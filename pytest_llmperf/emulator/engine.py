@@ -12,19 +12,10 @@ import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from pytest_llmperf.emulator import text
-from pytest_llmperf.emulator.backends import (
-    Backend,
-    BackendEvent,
-    Finished,
-    Job,
-    Pacing,
-    PromptEvaluated,
-    Token,
-    ToolCall,
-)
+from pytest_llmperf.emulator import backends, text
+from pytest_llmperf.emulator.backends import Backend, Finished, PromptEvaluated, Token, ToolCall
 from pytest_llmperf.emulator.faults import FaultKind, FaultSpec, active_faults
 from pytest_llmperf.emulator.profiles import Catalogue, normalize_model_name
 from pytest_llmperf.emulator.scheduler import QueueFull, Scheduler
@@ -64,17 +55,26 @@ class DropConnection(Exception):
     """A ``drop`` fault: the server cuts the connection in the middle of the answer."""
 
 
+def _statistic(ollama_name: str) -> int:
+    """A field of :class:`Stats` (0 until measured), called ``ollama_name`` on the wire."""
+    return field(default=0, metadata={"ollama": ollama_name})
+
+
 @dataclass
 class Stats:
     """The statistics of Ollama's final object, in nanoseconds."""
 
-    total_ns: int = 0
-    load_ns: int = 0
-    prompt_eval_count: int = 0
-    prompt_eval_ns: int = 0
-    eval_count: int = 0
-    eval_ns: int = 0
+    total_ns: int = _statistic("total_duration")
+    load_ns: int = _statistic("load_duration")
+    prompt_eval_count: int = _statistic("prompt_eval_count")
+    prompt_eval_ns: int = _statistic("prompt_eval_duration")
+    eval_count: int = _statistic("eval_count")
+    eval_ns: int = _statistic("eval_duration")
     context: list[int] = field(default_factory=list)
+
+
+# Each statistic's name in Ollama's final object, and the field of Stats that holds it.
+_STATISTICS = tuple((f.metadata["ollama"], f.name) for f in fields(Stats) if "ollama" in f.metadata)
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class Engine:
     async def generate(
         self,
         backend: Backend,
-        job: Job,
+        job: backends.Job,
         keep_alive_s: float,
         faults: Sequence[FaultSpec],
         started_ns: int,
@@ -189,7 +189,7 @@ class Engine:
             run = _Run(Stats(load_ns=lease.load_ns))
             emitted, answer = 0, []
             pending = sorted(faults, key=lambda f: f.after)
-            pacing = Pacing()
+            pacing = backends.Pacing()
             async with aclosing(_chunks(backend.generate(job, pacing), job, run)) as chunks:
                 async for chunk in chunks:
                     pending, error = await _strike(pending, emitted, pacing, final=False)
@@ -221,7 +221,7 @@ class _Run:
 
 
 async def _chunks(
-    events: AsyncIterator[BackendEvent], job: Job, run: _Run
+    events: AsyncIterator[backends.BackendEvent], job: backends.Job, run: _Run
 ) -> AsyncGenerator[Token | ToolCall, None]:
     """The backend's events as output chunks: timed, counted and cut at stop sequences."""
     stops = StopFilter(job.stop)
@@ -250,7 +250,7 @@ async def _chunks(
 
 
 async def _strike(
-    pending: list[FaultSpec], emitted: int, pacing: Pacing, *, final: bool
+    pending: list[FaultSpec], emitted: int, pacing: backends.Pacing, *, final: bool
 ) -> tuple[list[FaultSpec], ErrorLine | None]:
     """Apply the mid-stream faults due before chunk number ``emitted`` (all of them if final)."""
     remaining = []
@@ -278,12 +278,5 @@ async def _strike(
 
 def describe(stats: Stats) -> Mapping[str, int]:
     """Ollama's statistics fields, leaving out the empty ones as Ollama does."""
-    fields = {
-        "total_duration": stats.total_ns,
-        "load_duration": stats.load_ns,
-        "prompt_eval_count": stats.prompt_eval_count,
-        "prompt_eval_duration": stats.prompt_eval_ns,
-        "eval_count": stats.eval_count,
-        "eval_duration": stats.eval_ns,
-    }
-    return {k: v for k, v in fields.items() if v}
+    values = ((name, getattr(stats, held)) for name, held in _STATISTICS)
+    return {name: value for name, value in values if value}

@@ -26,14 +26,8 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.emulator.backends import (
-    BackendEvent,
-    Finished,
-    Job,
-    Pacing,
-    PromptEvaluated,
-    Token,
-)
+from pytest_llmperf.emulator import backends
+from pytest_llmperf.emulator.backends import Finished, PromptEvaluated, Token
 from pytest_llmperf.emulator.handoff import Closed, Handoff
 from pytest_llmperf.emulator.profiles import ModelProfile, normalize_model_name
 from pytest_llmperf.emulator.text import unit
@@ -43,7 +37,7 @@ from pytest_llmperf.errors import ConfigurationError
 # loop's thread, giving the other requests a turn after each slice of SLICE_S.
 INLINE_STEP_S = 0.005
 SLICE_S = 0.002
-Steps = Generator[BackendEvent, None, None]
+Steps = Generator[backends.BackendEvent, None, None]
 INSTALL_HINT = "install the real-model backend with: pip install 'pytest-llmperf[llama]'"
 
 
@@ -154,7 +148,9 @@ class LlamaCppBackend:
         vectors = [await asyncio.to_thread(self._embedder.embed, t) for t in texts]
         return [_pool(v, normalize) for v in vectors]
 
-    async def generate(self, job: Job, pacing: Pacing) -> AsyncIterator[BackendEvent]:
+    async def generate(
+        self, job: backends.Job, pacing: backends.Pacing
+    ) -> AsyncIterator[backends.BackendEvent]:
         steps = generation_steps(self._llm, self.n_ctx, job)
         # A model whose steps are short runs on the event loop's own thread, a slice of steps
         # at a time: no thread to wake for each token (on a busy machine every wake-up waits
@@ -165,7 +161,7 @@ class LlamaCppBackend:
             async for event in events:
                 yield event
 
-    async def _inline(self, steps: Steps) -> AsyncGenerator[BackendEvent, None]:
+    async def _inline(self, steps: Steps) -> AsyncGenerator[backends.BackendEvent, None]:
         cpu, count = time.thread_time(), 0
         try:
             slice_ends = time.perf_counter() + SLICE_S
@@ -188,9 +184,11 @@ class LlamaCppBackend:
         if count:
             self._step_s = (time.thread_time() - cpu) / count
 
-    async def _in_worker(self, steps: Steps, pacing: Pacing) -> AsyncGenerator[BackendEvent, None]:
+    async def _in_worker(
+        self, steps: Steps, pacing: backends.Pacing
+    ) -> AsyncGenerator[backends.BackendEvent, None]:
         loop = asyncio.get_running_loop()
-        feed: Handoff[BackendEvent] = Handoff(loop)
+        feed: Handoff[backends.BackendEvent] = Handoff(loop)
         loop.run_in_executor(None, self._work, steps, pacing, feed)
         try:
             while True:
@@ -203,7 +201,9 @@ class LlamaCppBackend:
             # client that hangs up frees its slot at once.
             feed.close()
 
-    def _work(self, steps: Steps, pacing: Pacing, feed: Handoff[BackendEvent]) -> None:
+    def _work(
+        self, steps: Steps, pacing: backends.Pacing, feed: Handoff[backends.BackendEvent]
+    ) -> None:
         """The worker thread: compute steps and hand them over until done or unwanted."""
         with self._busy:
             cpu, count = time.thread_time(), 0
@@ -228,7 +228,7 @@ class LlamaCppBackend:
                 steps.close()
 
 
-def generation_steps(llm: Any, n_ctx: int, job: Job) -> Steps:
+def generation_steps(llm: Any, n_ctx: int, job: backends.Job) -> Steps:
     """The generation as steps: the prompt read, then one step a token, then the end.
 
     The same sampling as llama-cpp-python's ``create_completion`` (its ``generate`` with the

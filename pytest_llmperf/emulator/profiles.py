@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pytest_llmperf.emulator.faults import FaultSpec, parse_fault_table
 from pytest_llmperf.emulator.keepalive import parse_keep_alive
@@ -88,15 +88,23 @@ class ModelProfile:
         return hashlib.sha256(self.name.encode()).hexdigest()
 
 
+_Number = TypeVar("_Number", int, float)
+
+
+def _setting(default: _Number, minimum: _Number) -> _Number:
+    """A number of the ``[server]`` table: its default and the least value it may take."""
+    return field(default=default, metadata={"minimum": minimum})
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """Ollama's scheduler settings (OLLAMA_NUM_PARALLEL and friends) and the time scale."""
 
-    num_parallel: int = 1
-    max_queue: int = 512
-    max_loaded_models: int = 3
-    keep_alive_s: float = 300.0
-    time_scale: float = 1.0
+    num_parallel: int = _setting(1, minimum=1)
+    max_queue: int = _setting(512, minimum=0)
+    max_loaded_models: int = _setting(3, minimum=1)
+    keep_alive_s: float = 300.0  # read from ``keep_alive``, a duration such as "5m"
+    time_scale: float = _setting(1.0, minimum=0.0)
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,9 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     return parse_catalogue(raw, source=str(file))
 
 
-_SERVER_FIELDS = {"num_parallel", "max_queue", "max_loaded_models", "keep_alive", "time_scale"}
+# The numbers of the [server] table, each read as a field of ServerSettings; and its keys.
+_SERVER_NUMBERS = [f for f in fields(ServerSettings) if "minimum" in f.metadata]
+_SERVER_FIELDS = {"keep_alive", *(f.name for f in _SERVER_NUMBERS)}
 _MODEL_FIELDS = {
     "family",
     "parameter_size",
@@ -185,7 +195,7 @@ def _table(value: Any, source: str, where: str) -> Mapping[str, Any]:
 
 def _parse_server(table: Mapping[str, Any], source: str) -> ServerSettings:
     _reject_unknown(table, _SERVER_FIELDS, source, "server")
-    keep_alive = table.get("keep_alive", "5m")
+    keep_alive = table.get("keep_alive", ServerSettings.keep_alive_s)
     try:
         keep_alive_s = parse_keep_alive(keep_alive)
     except ValueError as exc:
@@ -193,13 +203,14 @@ def _parse_server(table: Mapping[str, Any], source: str) -> ServerSettings:
             f'{source}: [server].keep_alive must be a duration such as "5m" or "1h30m", a '
             f"number of seconds, or a negative number (for ever), got {keep_alive!r} ({exc})"
         ) from None
-    return ServerSettings(
-        num_parallel=_number(table, "num_parallel", 1, int, source, "server", minimum=1),
-        max_queue=_number(table, "max_queue", 512, int, source, "server", minimum=0),
-        max_loaded_models=_number(table, "max_loaded_models", 3, int, source, "server", minimum=1),
-        keep_alive_s=keep_alive_s,
-        time_scale=_number(table, "time_scale", 1.0, float, source, "server", minimum=0.0),
-    )
+    numbers = {}
+    for setting in _SERVER_NUMBERS:
+        kind = float if isinstance(setting.default, float) else int
+        minimum = setting.metadata["minimum"]
+        numbers[setting.name] = _number(
+            table, setting.name, setting.default, kind, source, "server", minimum
+        )
+    return ServerSettings(keep_alive_s=keep_alive_s, **numbers)
 
 
 def _parse_model(name: str, table: Mapping[str, Any], source: str) -> ModelProfile:

@@ -12,16 +12,8 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from pytest_llmperf.emulator import text
-from pytest_llmperf.emulator.backends import (
-    BackendEvent,
-    Finished,
-    Job,
-    Pacing,
-    PromptEvaluated,
-    Token,
-    ToolCall,
-)
+from pytest_llmperf.emulator import backends, text
+from pytest_llmperf.emulator.backends import Finished, PromptEvaluated, Token, ToolCall
 from pytest_llmperf.emulator.profiles import ModelProfile
 
 
@@ -47,7 +39,7 @@ class SyntheticBackend:
         dim = self.profile.embedding_length
         return [text.embedding(self.profile.name, t, dim, normalize) for t in texts]
 
-    def answer(self, job: Job) -> list[str]:
+    def answer(self, job: backends.Job) -> list[str]:
         """The tokens of the whole answer to ``job``, before num_predict cuts it."""
         generator = text.rng(self.profile.name, job.prompt, job.seed)
         if job.format is not None:
@@ -55,7 +47,9 @@ class SyntheticBackend:
         low, high = self.profile.response_tokens
         return text.sentence_tokens(generator, generator.randint(low, high))
 
-    async def generate(self, job: Job, pacing: Pacing) -> AsyncIterator[BackendEvent]:
+    async def generate(
+        self, job: backends.Job, pacing: backends.Pacing
+    ) -> AsyncIterator[backends.BackendEvent]:
         profile, scale = self.profile, self.time_scale
         jitter = _Jitter(text.rng(profile.name, job.prompt, job.seed, "jitter"), profile.jitter)
         prompt_tokens = self.count_tokens(job.prompt)

@@ -13,34 +13,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from pytest_llmperf.client.protocol import ServerStats
 from pytest_llmperf.observe.records import CallRecord
 from pytest_llmperf.stats import quantile
 
-PER_TEST = ("calls", "tokens", "wall", "p50", "p95", "p99")
 MODES = ("enforce", "warn", "off")
-# The budgets given in seconds (the rest are counts or rates).
-SECONDS = frozenset({"total", "ttft", "wall", "p50", "p95", "p99"})
-COUNTS = {"calls", "tokens", "runs"}
+
+
+def _limit(unit: str, *, per_call: bool = False) -> Any:
+    """A field of :class:`Budget`: a limit in ``unit`` (``seconds``, ``count`` or ``rate``),
+    on each call (``per_call``) or on the whole test; ``None`` means no limit."""
+    return field(default=None, metadata={"unit": unit, "per_call": per_call})
 
 
 @dataclass(frozen=True)
 class Budget:
     """Limits on a test's LLM calls; ``None`` means no limit."""
 
-    total: float | None = None
-    ttft: float | None = None
-    tokens_per_s: float | None = None
-    calls: int | None = None
-    tokens: int | None = None
-    wall: float | None = None
-    p50: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    runs: int | None = None
+    total: float | None = _limit("seconds", per_call=True)
+    ttft: float | None = _limit("seconds", per_call=True)
+    tokens_per_s: float | None = _limit("rate", per_call=True)
+    calls: int | None = _limit("count")
+    tokens: int | None = _limit("count")
+    wall: float | None = _limit("seconds")
+    p50: float | None = _limit("seconds")
+    p95: float | None = _limit("seconds")
+    p99: float | None = _limit("seconds")
+    runs: int | None = _limit("count")  # not a limit: how many times the test body runs
     mode: str | None = None
 
     @classmethod
@@ -87,16 +89,27 @@ class Budget:
         )
 
 
+# Each limit's unit, as its field gives it.
+_UNITS = {f.name: f.metadata["unit"] for f in fields(Budget) if "unit" in f.metadata}
+# The budgets given in seconds, and those that are whole numbers (the rest are rates).
+SECONDS = frozenset(name for name, unit in _UNITS.items() if unit == "seconds")
+COUNTS = frozenset(name for name, unit in _UNITS.items() if unit == "count")
+_WANTED = {
+    "seconds": "a number of seconds",
+    "count": "a whole number",
+    "rate": "a number of tokens per second",
+}
+# The budgets that judge each call on its own: all that a tier's suite budget may set.
+PER_CALL = frozenset(f.name for f in fields(Budget) if f.metadata.get("per_call"))
+
+
 def _checked(name: str, value: Any, where: str) -> Any:
     if name == "mode":
         if value not in MODES:
             raise ValueError(f"{where}: mode={value!r}: choose one of {', '.join(MODES)}")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        kind = "a whole number" if name in COUNTS else "a number of seconds"
-        if name == "tokens_per_s":
-            kind = "a number of tokens per second"
-        raise ValueError(f"{where}: {name}={value!r} must be {kind}")
+        raise ValueError(f"{where}: {name}={value!r} must be {_WANTED[_UNITS[name]]}")
     if name in COUNTS and not isinstance(value, int):
         raise ValueError(f"{where}: {name}={value!r} must be a whole number")
     if not math.isfinite(value):  # nan passed every comparison, so no call was ever over it
@@ -361,7 +374,11 @@ def suite_budgets(lines: Iterable[str]) -> dict[str, Budget]:
             raise ValueError(f"cannot read budget {line!r}: write TIER: total=2 ttft=0.5")
         where = f"budget for tier {tier.strip()}"
         budget = Budget.parse(text, where)
-        extra = [name for name in (*PER_TEST, "runs", "mode") if getattr(budget, name) is not None]
+        extra = [
+            f.name
+            for f in fields(budget)
+            if f.name not in PER_CALL and getattr(budget, f.name) is not None
+        ]
         if extra:
             raise ValueError(
                 f"{where}: {extra[0]} is a limit on a whole test; a tier's budget takes the "

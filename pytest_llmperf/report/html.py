@@ -15,9 +15,10 @@ are left out, as in the report's per-model statistics.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,26 @@ def _answered(raw: Iterable[Mapping[str, Any]]) -> list[Call]:
     return [c for c in made if c.outcome == "ok"]
 
 
+# The marks on each violated time budget's line: its trace name, the violation's figure it
+# marks, the marker (symbol, size, line width), its hover text and the hover's extra part.
+_BUDGET_MARKS: tuple[tuple[str, str, tuple[str, int, int], Callable[[Any], str], str], ...] = (
+    (
+        "budget limit",
+        "limit",
+        ("line-ns-open", 22, 3),
+        lambda v: _plain(v.get("message", "")),
+        "%{fullData.name}",
+    ),
+    (
+        "measured against it",
+        "measured",
+        ("circle-open", 10, 2),
+        lambda v: f"{v['budget']} budget",
+        "",
+    ),
+)
+
+
 def budget_figure(go: Any, rows: Sequence[_Row]) -> Any:
     """Each test's slowest call as a bar, red where the test went over a budget, with each
     violated time budget's limit (a bar) and what was measured against it (a circle)."""
@@ -268,25 +289,19 @@ def budget_figure(go: Any, rows: Sequence[_Row]) -> Any:
             hovertemplate="%{customdata[0]}<br>slowest call %{x:.3f} s of %{customdata[1]} "
             "calls<br>%{customdata[2]} budget violations<extra></extra>",
         ),
-        go.Scatter(
-            name="budget limit",
-            mode="markers",
-            y=[_plain(r.label) for r, _ in over],
-            x=[float(v["limit"]) for _, v in over],
-            marker={"symbol": "line-ns-open", "size": 22, "color": "#000", "line": {"width": 3}},
-            text=[_plain(v.get("message", "")) for _, v in over],
-            hovertemplate="limit %{x:.3f} s<br>%{text}<extra>%{fullData.name}</extra>",
-        ),
-        go.Scatter(
-            name="measured against it",
-            mode="markers",
-            y=[_plain(r.label) for r, _ in over],
-            x=[float(v["measured"]) for _, v in over],
-            marker={"symbol": "circle-open", "size": 10, "color": "#000", "line": {"width": 2}},
-            text=[f"{v['budget']} budget" for _, v in over],
-            hovertemplate="measured %{x:.3f} s<br>%{text}<extra></extra>",
-        ),
     ]
+    for name, key, (symbol, size, width), text, extra in _BUDGET_MARKS:
+        traces.append(
+            go.Scatter(
+                name=name,
+                mode="markers",
+                y=[_plain(r.label) for r, _ in over],
+                x=[float(v[key]) for _, v in over],
+                marker={"symbol": symbol, "size": size, "color": "#000", "line": {"width": width}},
+                text=[text(v) for _, v in over],
+                hovertemplate=f"{key} %{{x:.3f}} s<br>%{{text}}<extra>{extra}</extra>",
+            )
+        )
     height = max(260, 120 + 26 * len(shown))
     layout = _layout("Slowest call per test, against its budget", "seconds", "", height=height)
     layout["yaxis"]["type"] = "category"
@@ -481,43 +496,14 @@ def _scenarios(section: Any) -> str:
 def _models_table(models: Mapping[str, Mapping[str, Any]]) -> str:
     if not models:
         return _note("No LLM calls in this run.")
-    head = [
-        "model",
-        "calls",
-        "total p50",
-        "total p95",
-        "total max",
-        "TTFT p50",
-        "TTFT p95",
-        "tokens/s",
-        "cache hits",
-        "loading",
-        "timeouts",
-        "errors",
-    ]
-    rows = []
-    for model, stats in models.items():
-        total, ttft = stats.get("total_s") or {}, stats.get("ttft_s") or {}
-        failed = bool(stats.get("timeouts") or stats.get("errors"))
-        rows.append(
-            (
-                "bad" if failed else "",
-                [
-                    _e(model),
-                    _e(stats.get("calls")),
-                    _seconds(total.get("p50")),
-                    _seconds(total.get("p95")),
-                    _seconds(total.get("max")),
-                    _seconds(ttft.get("p50")),
-                    _seconds(ttft.get("p95")),
-                    _fixed(stats.get("tokens_per_s"), 1),
-                    f"{_e(stats.get('cache_hits'))} ({_percent(stats.get('cache_hit_rate'))})",
-                    _percent(stats.get("load_share")),
-                    _e(stats.get("timeouts")),
-                    _e(stats.get("errors")),
-                ],
-            )
+    head = ["model", *_MODEL_COLUMNS]
+    rows = [
+        (
+            "bad" if stats.get("timeouts") or stats.get("errors") else "",
+            [_e(model), *_cells(stats, _MODEL_COLUMNS)],
         )
+        for model, stats in models.items()
+    ]
     return _table(head, rows, numeric=range(1, len(head)))
 
 
@@ -591,25 +577,11 @@ def _session(report: Mapping[str, Any]) -> str:
 
 
 def _calls_table(raw: Sequence[Mapping[str, Any]]) -> str:
-    head = ["model", "route", "purpose", "cache", "outcome", "total", "TTFT", "load", "tokens"]
     rows = [
-        (
-            "" if call.get("outcome", "ok") == "ok" else "bad",
-            [
-                _e(call.get("model")),
-                _e(call.get("route")),
-                _e(call.get("purpose")),
-                _e(call.get("cache")),
-                _e(call.get("outcome")),
-                _seconds(call.get("total_s")),
-                _seconds(call.get("ttft_s")),
-                _seconds((call.get("server") or {}).get("load_s")),
-                _e(call.get("output_tokens") if call.get("output_tokens") is not None else "-"),
-            ],
-        )
+        ("" if call.get("outcome", "ok") == "ok" else "bad", _cells(call, _CALL_COLUMNS))
         for call in raw
     ]
-    return _table(head, rows, numeric=range(5, len(head)))
+    return _table(list(_CALL_COLUMNS), rows, numeric=range(5, len(_CALL_COLUMNS)))
 
 
 def _optimizations(go: Any, figures: _Figures, rows: Any) -> str:
@@ -750,6 +722,55 @@ def _improvement(value: Any) -> str:
     """As ``llmperf validate`` gives it: a text as it is, a number to three figures."""
     number = _number(value)
     return _e(value) if number is None else _e(f"{number:.3g}")
+
+
+def _cache_hits(stats: Mapping[str, Any]) -> str:
+    return f"{_e(stats.get('cache_hits'))} ({_percent(stats.get('cache_hit_rate'))})"
+
+
+def _tokens(value: Any) -> str:
+    return _e("-" if value is None else value)
+
+
+# A column of a table: its head, and how its cell shows a record (a call, a model's
+# statistics): the format of the value at a path of keys into the record (no keys: all of it).
+_Cell = tuple[Callable[[Any], str], tuple[str, ...]]
+
+_MODEL_COLUMNS: dict[str, _Cell] = {
+    "calls": (_e, ("calls",)),
+    "total p50": (_seconds, ("total_s", "p50")),
+    "total p95": (_seconds, ("total_s", "p95")),
+    "total max": (_seconds, ("total_s", "max")),
+    "TTFT p50": (_seconds, ("ttft_s", "p50")),
+    "TTFT p95": (_seconds, ("ttft_s", "p95")),
+    "tokens/s": (functools.partial(_fixed, digits=1), ("tokens_per_s",)),
+    "cache hits": (_cache_hits, ()),
+    "loading": (_percent, ("load_share",)),
+    "timeouts": (_e, ("timeouts",)),
+    "errors": (_e, ("errors",)),
+}
+_CALL_COLUMNS: dict[str, _Cell] = {
+    "model": (_e, ("model",)),
+    "route": (_e, ("route",)),
+    "purpose": (_e, ("purpose",)),
+    "cache": (_e, ("cache",)),
+    "outcome": (_e, ("outcome",)),
+    "total": (_seconds, ("total_s",)),
+    "TTFT": (_seconds, ("ttft_s",)),
+    "load": (_seconds, ("server", "load_s")),
+    "tokens": (_tokens, ("output_tokens",)),
+}
+
+
+def _cells(record: Mapping[str, Any], columns: Mapping[str, _Cell]) -> list[str]:
+    return [show(_at(record, path)) for show, path in columns.values()]
+
+
+def _at(record: Mapping[str, Any], path: Sequence[str]) -> Any:
+    value: Any = record
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
 
 
 _PAGE = """<!DOCTYPE html>

@@ -25,6 +25,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -45,6 +46,7 @@ from pytest_llmperf.observe.point import playing
 
 MODES = ("none", "once", "new_episodes", "all", "rewrite")
 perf_counter = time.perf_counter
+_NO_ANSWER = "replayed: no answer within the read timeout"
 
 
 class CassetteMismatchError(LLMPerfError):
@@ -309,27 +311,30 @@ class CassetteSession:
         request = f"{found.method} {target(found.uri)}"
         return f"cassette {self.path}, interaction {number} of {total} ({request})"
 
-    def _replay(self, found: Interaction, request: Any, hx: ModuleType) -> Any:
+    def _begin_replay(self, found: Interaction, request: Any) -> tuple[float, float, float | None]:
+        """A replay begins: when, when its headers are due, and the read limit that the
+        wait for them trips (None: the wait is within it)."""
         began = perf_counter()
         self.replayed.append(found)
         read = _read_limit(request)
         wait = found.headers_at * self.timing
-        if read is not None and wait > read:
-            time.sleep(read)
-            raise hx.ReadTimeout("replayed: no answer within the read timeout", request=request)
-        _sleep_until(began + wait)
+        return began, began + wait, read if read is not None and wait > read else None
+
+    def _replay(self, found: Interaction, request: Any, hx: ModuleType) -> Any:
+        began, due, late = self._begin_replay(found, request)
+        if late is not None:
+            time.sleep(late)
+            raise _transport_error(hx, "ReadTimeout", _NO_ANSWER, request)
+        _sleep_until(due)
         stream = _streams(hx).Replay(found, began, self.timing, request, hx, self._where)
         return _build(found, stream, request, hx)
 
     async def _replay_async(self, found: Interaction, request: Any, hx: ModuleType) -> Any:
-        began = perf_counter()
-        self.replayed.append(found)
-        read = _read_limit(request)
-        wait = found.headers_at * self.timing
-        if read is not None and wait > read:
-            await asyncio.sleep(read)
-            raise hx.ReadTimeout("replayed: no answer within the read timeout", request=request)
-        await asyncio.sleep(max(0.0, began + wait - perf_counter()))
+        began, due, late = self._begin_replay(found, request)
+        if late is not None:
+            await asyncio.sleep(late)
+            raise _transport_error(hx, "ReadTimeout", _NO_ANSWER, request)
+        await asyncio.sleep(max(0.0, due - perf_counter()))
         stream = _streams(hx).AsyncReplay(found, began, self.timing, request, hx, self._where)
         return _build(found, stream, request, hx)
 
@@ -401,19 +406,17 @@ def _stats(body: bytes) -> dict[str, Any] | None:
     return None
 
 
+@dataclass(eq=False)
 class _RecordingBase:
     """Passes the server's chunks on as they come, keeping a copy with their arrival time."""
 
-    def __init__(
-        self, inner: Any, began: float, entry: Interaction, cassette: Cassette, hx: ModuleType
-    ) -> None:
-        self.inner = inner
-        self.began = began
-        self.entry = entry
-        self.cassette = cassette
-        self.hx = hx
-        self.parts: list[bytes] = []
-        self.done = False
+    inner: Any
+    began: float
+    entry: Interaction
+    cassette: Cassette
+    hx: ModuleType
+    parts: list[bytes] = field(default_factory=list, init=False)
+    done: bool = field(default=False, init=False)
 
     def _keep(self, part: bytes) -> bytes:
         self.entry.chunks.append((perf_counter() - self.began, len(part)))
@@ -459,43 +462,58 @@ class _AsyncRecording(_RecordingBase):
         await self.inner.aclose()
 
 
+def _transport_error(hx: ModuleType, name: str, message: str, request: Any) -> Exception:
+    """``hx``'s exception class ``name`` (a transport error), raised about ``request``."""
+    kind: Callable[..., Exception] = getattr(hx, name)
+    return kind(message, request=request)
+
+
 def _error(found: Interaction, request: Any, hx: ModuleType) -> Exception:
     name, _, message = (found.error or "").partition(": ")
     kind = getattr(hx, name, None)
     if isinstance(kind, type) and issubclass(kind, hx.TransportError):
-        return kind(f"replayed: {message}", request=request)  # type: ignore[no-any-return]
-    return hx.RemoteProtocolError(  # type: ignore[no-any-return]
-        f"replayed: {found.error}", request=request
-    )
+        return _transport_error(hx, name, f"replayed: {message}", request)
+    return _transport_error(hx, "RemoteProtocolError", f"replayed: {found.error}", request)
 
 
+@dataclass(eq=False)
 class _ReplayBase:
     """The recorded chunks, at their recorded offsets times ``factor``."""
 
-    def __init__(
-        self,
-        found: Interaction,
-        began: float,
-        factor: float,
-        request: Any,
-        hx: ModuleType,
-        where: Callable[[Interaction], str],
-    ) -> None:
-        self.where = where
-        self.found = found
-        self.began = began
-        self.factor = factor
-        self.request = request
-        self.hx = hx
+    found: Interaction
+    began: float
+    factor: float
+    request: Any
+    hx: ModuleType
+    where: Callable[[Interaction], str]
 
     def _late(self, due: float, last: float) -> float | None:
         """How long to wait before a timeout, if the next chunk comes after the read limit."""
         read = _read_limit(self.request)
         return read if read is not None and due - last > read else None
 
+    def _steps(self) -> Iterator[float | bytes]:
+        """The replay as steps for a sync or an async driver: a moment (on ``perf_counter``)
+        to wait until, or the next part. What the replay raises comes out of the steps: a
+        read timeout when the driver is back from the wait before it, the recorded error (or
+        a cut-short recording's) after the last part."""
+        last = perf_counter()
+        for offset, part in self.found.pieces():
+            if self.factor:
+                due = self.began + offset * self.factor
+                late = self._late(due, last)
+                yield due if late is None else last + late
+                if late is not None:
+                    raise self._timeout()
+                last = perf_counter()
+            yield part
+        ending = self._ending()
+        if ending is not None:
+            raise ending
+
     def _timeout(self) -> Exception:
-        return self.hx.ReadTimeout(  # type: ignore[no-any-return]
-            "replayed: no chunk within the read timeout", request=self.request
+        return _transport_error(
+            self.hx, "ReadTimeout", "replayed: no chunk within the read timeout", self.request
         )
 
     def _ending(self) -> Exception | None:
@@ -513,20 +531,11 @@ class _ReplayBase:
 
 class _Replay(_ReplayBase):
     def __iter__(self) -> Iterator[bytes]:
-        last = perf_counter()
-        for offset, part in self.found.pieces():
-            if self.factor:
-                due = self.began + offset * self.factor
-                late = self._late(due, last)
-                if late is not None:
-                    _sleep_until(last + late)
-                    raise self._timeout()
-                _sleep_until(due)
-                last = perf_counter()
-            yield part
-        ending = self._ending()
-        if ending is not None:
-            raise ending
+        for step in self._steps():
+            if isinstance(step, bytes):
+                yield step
+            else:
+                _sleep_until(step)
 
     def close(self) -> None:
         pass
@@ -534,20 +543,11 @@ class _Replay(_ReplayBase):
 
 class _AsyncReplay(_ReplayBase):
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        last = perf_counter()
-        for offset, part in self.found.pieces():
-            if self.factor:
-                due = self.began + offset * self.factor
-                late = self._late(due, last)
-                if late is not None:
-                    await asyncio.sleep(max(0.0, last + late - perf_counter()))
-                    raise self._timeout()
-                await asyncio.sleep(max(0.0, due - perf_counter()))
-                last = perf_counter()
-            yield part
-        ending = self._ending()
-        if ending is not None:
-            raise ending
+        for step in self._steps():
+            if isinstance(step, bytes):
+                yield step
+            else:
+                await asyncio.sleep(max(0.0, step - perf_counter()))
 
     async def aclose(self) -> None:
         pass

@@ -20,15 +20,28 @@ import pytest
 from pytest_llmperf.client.tiers import ORDER, Tiers
 from pytest_llmperf.emulator.faults import FAULT_HEADER
 from pytest_llmperf.emulator.profiles import normalize_model_name
+from pytest_llmperf.judge.budget import SECONDS
 from pytest_llmperf.observe.point import not_measured
 from pytest_llmperf.plugin.hooks import SETTINGS_KEY
 from pytest_llmperf.plugin.settings import Settings
 from pytest_llmperf.validate import scenarios as _scenarios
 
-SECONDS_BUDGETS = ("total", "ttft", "wall", "p50", "p95", "p99")
 FLOOR_S = 0.2  # a seconds budget scaled below this would judge the loopback, not the model
 PROBE_STATUS = 555  # only the llmperf emulator answers a request with the status it asked for
 STATE_KEY = pytest.StashKey["Validation"]()
+# The tool the scenarios (and the conformance tests of this project) offer a chat.
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -126,7 +139,7 @@ class Validation:
         scale = 1.0 if self.real(tier) else self.scale
         out: dict[str, Any] = {}
         for name, value in limits.items():
-            if name in SECONDS_BUDGETS:
+            if name in SECONDS:
                 scaled = float(value) * scale
                 out[name] = scaled if tight else max(scaled, min(FLOOR_S, float(value)))
             elif name == "tokens_per_s":

@@ -7,24 +7,11 @@ import json
 import pytest
 
 from pytest_llmperf import OllamaClient
-from pytest_llmperf.validate.suite.conftest import Measured, Target
+from pytest_llmperf.validate.suite.conftest import WEATHER_TOOL, Measured, Target
 
 OPTIONS = {"num_predict": 16, "seed": 7, "temperature": 0}
 # Each scenario within the fast tier's default total limit (10 s), in the target's time.
 pytestmark = pytest.mark.scenario_budget(total=10.0)
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 @pytest.fixture(autouse=True)
