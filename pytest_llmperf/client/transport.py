@@ -766,26 +766,7 @@ class _Body(httpx.AsyncByteStream):
 
     async def read_rest(self) -> None:
         """Wait for the rest of the body, into ``pending`` (a Content-Length body)."""
-        conn = self.conn
-        assert conn is not None
-        parts = [self.pending]
-        try:
-            while not self.finished:
-                if conn.buffer:
-                    parts.append(self._take(conn))
-                    continue
-                if conn.ended:
-                    raise conn.broken(self._cut())
-                try:
-                    await conn.wait(_limit(self.timeouts, "read"))
-                except _Timeout:
-                    raise httpx.ReadTimeout("timed out waiting for the response body") from None
-        except BaseException:
-            if self.conn is not None:
-                self.conn = None
-                conn.close()
-            raise
-        self.pending = b"".join(parts)
+        self.pending = b"".join([part async for part in self])
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         part, self.pending = self.pending, b""
