@@ -156,19 +156,21 @@ class ReadBody:
 
 
 class Stream:
-    """Read the body of ``response`` as it arrives, handing each part to ``reader.take``.
+    """Read the body of ``response`` as it arrives, handing each part to ``take``.
 
-    The driver hands every chunk ``reader.take`` returns to the caller and, at the end of
-    the body, returns ``reader.finish()`` (whose last chunk, the final ``done`` one, it
-    hands out last). The logic of lines, limits and measures stays here, in the reader;
-    the driver's loop is a few lines with no trip through the call's generators per chunk.
+    ``take`` is ``reader.take`` (looked up once). The driver hands every chunk it returns
+    to the caller and, at the end of the body, returns ``reader.finish()`` (whose last
+    chunk, the final ``done`` one, it hands out last). The logic of lines, limits and
+    measures stays here, in the reader; the driver's loop is a few lines with no trip
+    through the call's generators per chunk.
     """
 
-    __slots__ = ("reader", "response")
+    __slots__ = ("reader", "response", "take")
 
     def __init__(self, response: httpx.Response, reader: StreamReader) -> None:
         self.response = response
         self.reader = reader
+        self.take = reader.take
 
 
 class Sleep:

@@ -934,7 +934,7 @@ class _SyncDriver(_Driver[httpx.Client]):
                 elif type(step) is Stream:
                     try:
                         for part in _parts(step.response):
-                            for chunk in step.reader.take(part):
+                            for chunk in step.take(part):
                                 yield Answer(chunk)
                     except Exception as exc:
                         self.error = exc
@@ -966,7 +966,7 @@ class _SyncDriver(_Driver[httpx.Client]):
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
         for response in self.let_go():
             response.close()
 
@@ -994,7 +994,7 @@ class _AsyncDriver(_Driver[httpx.AsyncClient]):
                 elif type(step) is Stream:
                     try:
                         async for part in _async_parts(step.response):
-                            for chunk in step.reader.take(part):
+                            for chunk in step.take(part):
                                 yield Answer(chunk)
                     except Exception as exc:
                         self.error = exc
@@ -1026,7 +1026,7 @@ class _AsyncDriver(_Driver[httpx.AsyncClient]):
     async def __aenter__(self) -> None:
         return None
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, kind: object, exc: object, tb: object) -> None:
         for response in self.let_go():
             if not response.is_closed:
                 await response.aclose()
