@@ -172,14 +172,18 @@ class ResponseCache:
 
     # --- second level -------------------------------------------------------------------
 
-    def _redis_usable(self) -> bool:
-        return self.redis is not None and time.monotonic() >= self._redis_down_until
+    def _usable_redis(self) -> RedisLike | None:
+        """The Redis client, unless there is none or it is resting after a failure."""
+        if self.redis is None or time.monotonic() < self._redis_down_until:
+            return None
+        return self.redis
 
     def _redis_get(self, identity: str) -> Any:
-        if not self._redis_usable():
+        redis = self._usable_redis()
+        if redis is None:
             return None
         try:
-            return self.redis.get(self.redis_key(identity))  # type: ignore[union-attr]
+            return redis.get(self.redis_key(identity))
         except Exception as exc:  # redis-py raises its own tree; any failure means "down"
             self._redis_failed(exc)
             return None
@@ -217,11 +221,12 @@ class ResponseCache:
         return None
 
     def _redis_put(self, identity: str, data: str) -> None:
-        if not self._redis_usable():
+        redis = self._usable_redis()
+        if redis is None:
             return
         ttl_ms = int(self.ttl_s * 1000) if self.ttl_s else None
         try:
-            self.redis.set(self.redis_key(identity), data.encode(), px=ttl_ms)  # type: ignore[union-attr]
+            redis.set(self.redis_key(identity), data.encode(), px=ttl_ms)
         except Exception as exc:
             self._redis_failed(exc)
 

@@ -30,6 +30,7 @@ import itertools
 import json
 import time
 from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
 
@@ -74,6 +75,8 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 # Every JSON body says so: FastAPI servers (llama-cpp-python's, vLLM) refuse one without it.
 JSON_CONTENT_TYPE = "application/json"
 BLOCKED = "Network is disabled"  # how pytest-recording's --block-network refuses a connection
+# The way out when an answer is not JSON (an error message's end).
+_WHICH_API = "is this an Ollama server? (for an OpenAI-compatible one use api='openai')"
 
 # --- the steps a driver performs --------------------------------------------------------
 
@@ -153,19 +156,21 @@ class ReadBody:
 
 
 class Stream:
-    """Read the body of ``response`` as it arrives, handing each part to ``reader.take``.
+    """Read the body of ``response`` as it arrives, handing each part to ``take``.
 
-    The driver hands every chunk ``reader.take`` returns to the caller and, at the end of
-    the body, returns ``reader.finish()`` (whose last chunk, the final ``done`` one, it
-    hands out last). The logic of lines, limits and measures stays here, in the reader;
-    the driver's loop is a few lines with no trip through the call's generators per chunk.
+    ``take`` is ``reader.take`` (looked up once). The driver hands every chunk it returns
+    to the caller and, at the end of the body, returns ``reader.finish()`` (whose last
+    chunk, the final ``done`` one, it hands out last). The logic of lines, limits and
+    measures stays here, in the reader; the driver's loop is a few lines with no trip
+    through the call's generators per chunk.
     """
 
-    __slots__ = ("reader", "response")
+    __slots__ = ("reader", "response", "take")
 
     def __init__(self, response: httpx.Response, reader: StreamReader) -> None:
         self.response = response
         self.reader = reader
+        self.take = reader.take
 
 
 class Sleep:
@@ -190,6 +195,7 @@ Steps = Generator[Step, Any, Any]
 # --- what a call asks for ---------------------------------------------------------------
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class Call:
     """One call as the caller asked for it (``request`` is Ollama's body; model optional).
 
@@ -199,27 +205,14 @@ class Call:
     ``call``, ``warm_up`` or ``unload``.
     """
 
-    __slots__ = ("cache", "fallback", "kind", "purpose", "request", "stream", "tier", "timeout")
-
-    def __init__(
-        self,
-        kind: Kind,
-        request: Mapping[str, Any],
-        stream: bool = False,
-        tier: str | None = None,
-        cache: bool | None = None,
-        timeout: Limits | float | None = None,
-        fallback: bool | None = None,
-        purpose: str = "call",
-    ) -> None:
-        self.kind = kind
-        self.request = request
-        self.stream = stream
-        self.tier = tier
-        self.cache = cache
-        self.timeout = timeout
-        self.fallback = fallback
-        self.purpose = purpose
+    kind: Kind
+    request: Mapping[str, Any]
+    stream: bool = False
+    tier: str | None = None
+    cache: bool | None = None
+    timeout: Limits | float | None = None
+    fallback: bool | None = None
+    purpose: str = "call"
 
     def __repr__(self) -> str:
         return f"Call({self.kind!r}, {self.request!r}, stream={self.stream}, tier={self.tier!r})"
@@ -274,10 +267,11 @@ class _Trace:
         self.attempt = start  # when the attempt that answered began
 
     def text_at(self, now: float) -> None:
-        if self.first_text is None:
+        last = self.last_text
+        if last is None:
             self.first_text = now
         else:
-            self.gaps.append(now - self.last_text)  # type: ignore[operator]
+            self.gaps.append(now - last)
         self.last_text = now
         self.text_chunks += 1
 
@@ -289,8 +283,9 @@ class _Trace:
             output = self.text_chunks
         ttft = None if self.first_text is None else self.first_text - self.start
         total, gaps, timing = end - self.start, self.gaps, "live"
-        if self.recorded is not None and not self.cache.startswith("hit"):
-            ttft, total, gaps = self._recorded_times(ttft)
+        recorded = self.recorded
+        if recorded is not None and not self.cache.startswith("hit"):
+            ttft, total, gaps = self._recorded_times(recorded, ttft)
             timing = "recorded"
         call = self.call
         return CallRecord(  # positional: this runs on every call, cache hits included
@@ -317,9 +312,11 @@ class _Trace:
             self.digest,
         )
 
-    def _recorded_times(self, ttft: float | None) -> tuple[float | None, float, list[float]]:
+    def _recorded_times(
+        self, recorded: tuple[float, tuple[tuple[float, int], ...]], ttft: float | None
+    ) -> tuple[float | None, float, list[float]]:
         """TTFT, total and gaps as the cassette recorded them (a chunk is a line there)."""
-        headers_at, chunks = self.recorded  # type: ignore[misc]
+        headers_at, chunks = recorded
         offsets = [offset for offset, _ in chunks] or [headers_at]
         if not self.call.stream:
             return (offsets[-1] if ttft is not None else None), offsets[-1], []
@@ -422,9 +419,9 @@ class Core:
             trace.cache = "bypass"
         chain = [tier] + (self.tiers.faster(tier) if tier and self._falls_back(call) else [])
         for index, step_tier in enumerate(chain):
-            if index:
+            if index and step_tier is not None:  # a fallback (a tier, never None)
                 trace.fallback_from += (trace.tier or trace.model,)
-                trace.tier, trace.model = step_tier, self.tiers.model(step_tier)  # type: ignore[arg-type]
+                trace.tier, trace.model = step_tier, self.tiers.model(step_tier)
                 request["model"] = trace.model
             limits = self._limits(call, trace.model, trace.tier)
             trace.limits = limits
@@ -437,8 +434,8 @@ class Core:
                     continue
                 raise
             break
-        if identity is not None and not trace.fallback_from:
-            self.cache.put(identity, chunks)  # type: ignore[union-attr]
+        if identity is not None and self.cache is not None and not trace.fallback_from:
+            self.cache.put(identity, chunks)
         self._observe(trace)
         if call.stream:
             return None
@@ -583,11 +580,7 @@ class Core:
     def _whole(self, call: Call, where: _Where, data: bytes) -> dict[str, Any]:
         answer = where.decode(data)
         if "error" in answer:
-            raise LLMStreamError(
-                f"{where.label}: the server answered 200 with an error: {error_text(answer)}",
-                host=where.host,
-                model=where.model,
-            )
+            raise where.wrong(f"the server answered 200 with an error: {error_text(answer)}")
         if self.api == "openai":
             try:
                 answer = from_openai(call.kind, answer)
@@ -742,13 +735,15 @@ class _Where:
             "hosts; the embedded emulator is on 127.0.0.1), or replay the calls from a cassette"
         )
 
+    def wrong(self, problem: str) -> LLMStreamError:
+        """What the server sent is not a whole answer the client reads: ``problem`` says how."""
+        return LLMStreamError(f"{self.label}: {problem}", host=self.host, model=self.model)
+
     def cut(self, exc: Exception) -> LLMStreamError:
-        return LLMStreamError(
-            f"{self.label}: the connection broke in the middle of the stream "
-            f"({str(exc) or type(exc).__name__}); the answer is incomplete and was not retried "
-            "because part of it had already been handed to the caller",
-            host=self.host,
-            model=self.model,
+        return self.wrong(
+            f"the connection broke in the middle of the stream ({str(exc) or type(exc).__name__})"
+            "; the answer is incomplete and was not retried because part of it had already "
+            "been handed to the caller"
         )
 
     def timeout(self, phase: str, limit: float, elapsed: float) -> LLMTimeoutError:
@@ -801,48 +796,32 @@ class _Where:
         )
 
     def too_long(self, what: str, most: int) -> LLMStreamError:
-        return LLMStreamError(
-            f"{self.label}: {what} is longer than the limit of {most} bytes (max_line_bytes); "
-            "Ollama's answers are one JSON object a line, far shorter. If this server's lines "
-            "are meant to be that long, raise the limit: OllamaClient(max_line_bytes=N), or "
-            "the llm_max_line_bytes ini option (--llm-max-line-bytes) under pytest",
-            host=self.host,
-            model=self.model,
+        return self.wrong(
+            f"{what} is longer than the limit of {most} bytes (max_line_bytes); Ollama's "
+            "answers are one JSON object a line, far shorter. If this server's lines are meant "
+            "to be that long, raise the limit: OllamaClient(max_line_bytes=N), or the "
+            "llm_max_line_bytes ini option (--llm-max-line-bytes) under pytest"
         )
 
     def stream_error(self, chunk: Mapping[str, Any], received: int) -> LLMStreamError:
-        return LLMStreamError(
-            f"{self.label}: the server reported an error in the middle of the stream after "
-            f"{received} chunks: {error_text(chunk)}",
-            host=self.host,
-            model=self.model,
+        return self.wrong(
+            f"the server reported an error in the middle of the stream after {received} "
+            f"chunks: {error_text(chunk)}"
         )
 
     def decode(self, data: bytes) -> dict[str, Any]:
         try:
             value = json.loads(data)
         except ValueError:
-            raise LLMStreamError(
-                f"{self.label}: the answer is not JSON ({data[:80]!r}); is this an Ollama "
-                "server? (for an OpenAI-compatible one use api='openai')",
-                host=self.host,
-                model=self.model,
-            ) from None
+            raise self.wrong(f"the answer is not JSON ({data[:80]!r}); {_WHICH_API}") from None
         if not isinstance(value, dict):
-            raise LLMStreamError(
-                f"{self.label}: expected a JSON object, got {data[:80]!r}",
-                host=self.host,
-                model=self.model,
-            )
+            raise self.wrong(f"expected a JSON object, got {data[:80]!r}")
         return value
 
     def bad_shape(self, what: str, data: bytes, problem: str) -> LLMStreamError:
-        return LLMStreamError(
-            f"{self.label}: {what} is not of the shape the client reads ({problem}: "
-            f"{data[:80]!r}); is the host the server you meant, and does api= (ollama or "
-            "openai) match it?",
-            host=self.host,
-            model=self.model,
+        return self.wrong(
+            f"{what} is not of the shape the client reads ({problem}: {data[:80]!r}); is the "
+            "host the server you meant, and does api= (ollama or openai) match it?"
         )
 
     def decode_line(self, line: bytes) -> dict[str, Any]:
@@ -852,12 +831,7 @@ class _Where:
             value = None
         if isinstance(value, dict):
             return value
-        raise LLMStreamError(
-            f"{self.label}: a line of the stream is not a JSON object ({line[:80]!r}); is "
-            "this an Ollama server? (for an OpenAI-compatible one use api='openai')",
-            host=self.host,
-            model=self.model,
-        )
+        raise self.wrong(f"a line of the stream is not a JSON object ({line[:80]!r}); {_WHICH_API}")
 
 
 class StreamReader:
@@ -990,11 +964,9 @@ class StreamReader:
             self.pending.clear()
             self.feed(line, perf_counter())
         if not self.chunks or not self.chunks[-1].get("done"):
-            raise LLMStreamError(
-                f"{self.where.label}: the stream ended after {len(self.chunks)} chunks without "
-                "its final 'done' chunk; the server or the connection cut it short",
-                host=self.where.host,
-                model=self.where.model,
+            raise self.where.wrong(
+                f"the stream ended after {len(self.chunks)} chunks without its final 'done' "
+                "chunk; the server or the connection cut it short"
             )
         return self.chunks
 

@@ -23,6 +23,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -31,7 +32,7 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 import httpx
 
@@ -44,6 +45,7 @@ from pytest_llmperf.client.calls import (
     Open,
     ReadBody,
     Sleep,
+    Step,
     Steps,
     Stream,
 )
@@ -60,9 +62,9 @@ from pytest_llmperf.observe.records import CallRecord
 T = TypeVar("T")
 AnswerT = TypeVar("AnswerT")
 StreamT = TypeVar("StreamT")
-ListT = TypeVar("ListT")
 WarmT = TypeVar("WarmT")
 HttpT = TypeVar("HttpT")
+ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
 
 
 class Answer(dict[str, Any]):
@@ -99,7 +101,7 @@ class Outcome(Generic[T]):
     def unwrap(self) -> T:
         if self.error is not None:
             raise self.error
-        return self.value  # type: ignore[return-value]
+        return cast("T", self.value)  # with no error, the value is the call's (None or not)
 
 
 def _hosts(host: str | Sequence[str] | None) -> list[str]:
@@ -147,8 +149,13 @@ def _body(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
-class _Face(Generic[AnswerT, StreamT, ListT, WarmT, HttpT]):
-    """The constructor and methods both clients share; a face performs the calls."""
+class _Face(Generic[AnswerT, StreamT, WarmT, HttpT]):
+    """The constructor and methods both clients share; a face performs the calls.
+
+    What a face's methods return: ``AnswerT`` (an answer read whole), ``StreamT`` (the
+    chunks of a streamed one) and ``WarmT`` (load times), as they are or to be awaited;
+    ``HttpT`` is the face's httpx client.
+    """
 
     def __init__(
         self,
@@ -194,10 +201,16 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT, HttpT]):
     def _new_http(self) -> HttpT:
         raise NotImplementedError
 
-    def _perform(self, call: Call) -> Any:
+    def _answer(self, steps: Steps) -> AnswerT:
+        """Perform a call's ``steps``; its answer (a dict), read whole."""
         raise NotImplementedError
 
-    def _perform_plain(self, steps: Steps) -> Any:
+    def _stream(self, steps: Steps) -> StreamT:
+        """Perform a streamed call's ``steps``, handing its chunks out as they come."""
+        raise NotImplementedError
+
+    def _warm(self, steps: Generator[Step, Any, dict[str, float]]) -> WarmT:
+        """Perform a warm-up's ``steps``; each model's load time."""
         raise NotImplementedError
 
     @overload
@@ -293,9 +306,8 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT, HttpT]):
             request["format"] = format
         if images is not None:
             request["images"] = _images(images)
-        return self._perform(  # type: ignore[no-any-return]
-            Call("generate", request, stream, tier, cache, timeout, fallback)
-        )
+        steps = self.core.run(Call("generate", request, stream, tier, cache, timeout, fallback))
+        return self._stream(steps) if stream else self._answer(steps)
 
     @overload
     def chat(
@@ -360,9 +372,8 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT, HttpT]):
             options=dict(options) if options else None,
             keep_alive=keep_alive,
         )
-        return self._perform(  # type: ignore[no-any-return]
-            Call("chat", request, stream, tier, cache, timeout, fallback)
-        )
+        steps = self.core.run(Call("chat", request, stream, tier, cache, timeout, fallback))
+        return self._stream(steps) if stream else self._answer(steps)
 
     def embed(
         self,
@@ -387,36 +398,28 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT, HttpT]):
             keep_alive=keep_alive,
             dimensions=dimensions,
         )
-        return self._perform(  # type: ignore[no-any-return]
-            Call("embed", request, False, tier, cache, timeout, False)
+        return self._answer(
+            self.core.run(Call("embed", request, False, tier, cache, timeout, False))
         )
 
-    def list(self) -> ListT:
+    def list(self) -> AnswerT:
         """The models on the server (``/api/tags``; ``/v1/models`` for ``api="openai"``)."""
         __tracebackhide__ = True
         if self.core.api == "openai":
-            return self._perform_plain(  # type: ignore[no-any-return]
-                _openai_models(self.core.request_json("GET", "/v1/models", None))
-            )
-        return self._perform_plain(  # type: ignore[no-any-return]
-            self.core.request_json("GET", "/api/tags", None)
-        )
+            return self._answer(_openai_models(self.core.request_json("GET", "/v1/models", None)))
+        return self._answer(self.core.request_json("GET", "/api/tags", None))
 
-    def ps(self) -> ListT:
+    def ps(self) -> AnswerT:
         """The models in memory (``/api/ps``)."""
         __tracebackhide__ = True
         self._ollama_only("ps")
-        return self._perform_plain(  # type: ignore[no-any-return]
-            self.core.request_json("GET", "/api/ps", None)
-        )
+        return self._answer(self.core.request_json("GET", "/api/ps", None))
 
-    def show(self, model: str) -> ListT:
+    def show(self, model: str) -> AnswerT:
         """A model's details (``/api/show``)."""
         __tracebackhide__ = True
         self._ollama_only("show")
-        return self._perform_plain(  # type: ignore[no-any-return]
-            self.core.request_json("POST", "/api/show", {"model": model})
-        )
+        return self._answer(self.core.request_json("POST", "/api/show", {"model": model}))
 
     def warm_up(
         self, models: Iterable[str] | None = None, keep_alive: str | float | None = "30m"
@@ -428,14 +431,13 @@ class _Face(Generic[AnswerT, StreamT, ListT, WarmT, HttpT]):
         """
         __tracebackhide__ = True
         chosen = list(self.core.tiers.models.values()) if models is None else list(models)
-        return self._perform_plain(self.core.warm_up(chosen, keep_alive))  # type: ignore[no-any-return]
+        return self._warm(self.core.warm_up(chosen, keep_alive))
 
     def unload(self, model: str) -> AnswerT:
         """Unload ``model`` from the server's memory now (``keep_alive: 0``)."""
         __tracebackhide__ = True
-        return self._perform(  # type: ignore[no-any-return]
-            Call("generate", {"model": model, "keep_alive": 0}, cache=False, purpose="unload")
-        )
+        unload = Call("generate", {"model": model, "keep_alive": 0}, cache=False, purpose="unload")
+        return self._answer(self.core.run(unload))
 
     def _ollama_only(self, name: str) -> None:
         if self.core.api != "ollama":
@@ -514,7 +516,7 @@ def new_async_http() -> httpx.AsyncClient:
 
 
 class OllamaClient(
-    _Face[Answer, Iterator[Answer], Answer, dict[str, float], httpx.Client],
+    _Face[Answer, Iterator[Answer], dict[str, float], httpx.Client],
 ):
     """The sync client.
 
@@ -534,14 +536,16 @@ class OllamaClient(
     def _new_http(self) -> httpx.Client:
         return new_sync_http()
 
-    def _perform(self, call: Call) -> Any:
-        __tracebackhide__ = True
-        driver = _SyncDriver(self.lanes, self.core.run(call))
-        return driver.stream() if call.stream else driver.result()
-
-    def _perform_plain(self, steps: Steps) -> Any:
+    def _answer(self, steps: Steps) -> Answer:
         __tracebackhide__ = True
         return _SyncDriver(self.lanes, steps).result()
+
+    def _stream(self, steps: Steps) -> Iterator[Answer]:
+        return _SyncDriver(self.lanes, steps).stream()
+
+    def _warm(self, steps: Generator[Step, Any, dict[str, float]]) -> dict[str, float]:
+        __tracebackhide__ = True
+        return _SyncDriver(self.lanes, steps).result()  # (an Answer, as every answer is)
 
     def many(
         self, calls: Iterable[Callable[[], T]], *, concurrency: int | None = None
@@ -582,7 +586,6 @@ class AsyncOllamaClient(
     _Face[
         Awaitable[Answer],
         Awaitable[AsyncIterator[Answer]],
-        Awaitable[Answer],
         Awaitable[dict[str, float]],
         httpx.AsyncClient,
     ],
@@ -605,16 +608,14 @@ class AsyncOllamaClient(
             self._loop, self._closer = loop, _close_at_loop_end(self)
         return new_async_http()
 
-    def _perform(self, call: Call) -> Any:
-        __tracebackhide__ = True
-        driver = _AsyncDriver(self.lanes, self.core.run(call))
-        if call.stream:
-            return _ready(driver.stream())
-        return driver.result()  # (the coroutine itself: one level less per call)
+    def _answer(self, steps: Steps) -> Awaitable[Answer]:
+        return _AsyncDriver(self.lanes, steps).result()  # (the coroutine: one level less)
 
-    async def _perform_plain(self, steps: Steps) -> Any:
-        __tracebackhide__ = True
-        return await _AsyncDriver(self.lanes, steps).result()
+    def _stream(self, steps: Steps) -> Awaitable[AsyncIterator[Answer]]:
+        return _ready(_AsyncDriver(self.lanes, steps).stream())
+
+    def _warm(self, steps: Generator[Step, Any, dict[str, float]]) -> Awaitable[dict[str, float]]:
+        return _AsyncDriver(self.lanes, steps).result()  # (an Answer, as every answer is)
 
     async def many(
         self, calls: Iterable[Callable[[], Awaitable[T]]], *, concurrency: int | None = None
@@ -825,209 +826,207 @@ async def _ready(value: T) -> T:
     return value
 
 
-class _SyncDriver:
-    """Performs a call's steps with a sync httpx client."""
+def _read_already(step: ReadBody) -> bytes | None:
+    """The body of ``step``'s response if it is in already (our transport reads a short
+    answer whole, as a mock may), within the call's limits; ``None`` if it is to be read."""
+    response = step.response
+    if not response.is_stream_consumed:
+        return None
+    try:
+        data = response.content
+    except httpx.ResponseNotRead:  # consumed unread: reading it raises httpx's own error
+        return None
+    return step.at_once(data)
 
-    __slots__ = ("http", "lane", "lanes", "opened", "steps")
 
-    def __init__(self, lanes: Lanes[httpx.Client], steps: Steps) -> None:
-        self.lanes = lanes
-        self.steps = steps
+class _Driver(Generic[ClientT]):
+    """What the two drivers share: all of a call's running but its I/O.
+
+    :meth:`steps` hands the driver the call's steps one at a time; the driver performs each
+    one and leaves its outcome here (``value``, or the ``error`` it raised), which goes back
+    into the call. Chunks are handed out as they come, but the final ``done`` one (of a
+    stream read or served from the cache) only once the call is complete, as the last
+    :class:`~pytest_llmperf.client.calls.Emit`. The driver is a context manager for the
+    run: at its end the call's generator is closed (a call left unfinished is recorded as
+    cancelled), the responses it opened are closed and its lane is given back.
+    """
+
+    __slots__ = ("answer", "error", "http", "lane", "lanes", "last", "opened", "run", "value")
+
+    def __init__(self, lanes: Lanes[ClientT], run: Steps) -> None:
+        self.lanes: Lanes[ClientT] = lanes
+        self.run = run
         self.opened: list[httpx.Response] = []
         self.lane = -1  # taken at the first request, given back when the call ends
+        self.http: ClientT
+        self.value: Any = None
+        self.error: Exception | None = None
+        self.last: dict[str, Any] | None = None  # the final chunk, held back
+        self.answer: Any = None  # what the call returned
 
-    def result(self) -> Any:
-        """Run a call that hands no chunks out; its answer."""
+    def steps(self) -> Iterator[Step]:
+        """The call's steps to perform, each one's outcome sent (or thrown) back in."""
         __tracebackhide__ = True
         self.lanes.ready()  # before the call's clock starts (the steps' first send)
-        steps, do = self.steps, self._do
-        value: Any = None
-        error: Exception | None = None
+        run = self.run
         try:
+            step = run.send(None)
             while True:
-                try:
-                    step = steps.throw(error) if error is not None else steps.send(value)
-                except StopIteration as stop:
-                    return Answer(stop.value) if type(stop.value) is dict else stop.value
-                try:
-                    value, error = do(step), None
-                except Exception as exc:
-                    value, error = None, exc
-        finally:
-            steps.close()
-            self._close()
+                if type(step) is Emit and step.chunk.get("done"):
+                    self.last = step.chunk
+                    step = run.send(None)
+                    continue
+                yield step
+                if type(step) is Stream and self.error is None:
+                    self._finish(step)
+                value, error = self.value, self.error
+                self.value = self.error = None
+                step = run.send(value) if error is None else run.throw(error)
+        except StopIteration as stop:
+            self.answer = stop.value
+        if self.last is not None:
+            yield Emit(self.last)
+
+    def _finish(self, step: Stream) -> None:
+        """The end of a stream's body: its chunks go back in, the final one is held back."""
+        __tracebackhide__ = True
+        try:
+            self.value = chunks = step.reader.finish()
+            self.last = chunks[-1]
+        except Exception as exc:
+            self.error = exc
+
+    def request(self, step: Open) -> httpx.Request:
+        """The request of ``step``, for ``http``: the call's lane, taken at its first request."""
+        if self.lane < 0:
+            self.lane, self.http = self.lanes.take()
+        return _request(self.http, step)
+
+    def let_go(self) -> list[httpx.Response]:
+        """End the call's generator and give its lane back; the responses to close."""
+        self.run.close()
+        if self.lane >= 0:
+            self.lanes.give(self.lane)
+            self.lane = -1
+        return self.opened
+
+
+class _SyncDriver(_Driver[httpx.Client]):
+    """Performs a call's steps with a sync httpx client."""
+
+    __slots__ = ()
+
+    def result(self) -> Answer:
+        """Run a call that hands no chunks out; its answer."""
+        __tracebackhide__ = True
+        with self:
+            for step in self.steps():
+                self._do(step)
+            return Answer(self.answer)
 
     def stream(self) -> Iterator[Answer]:
         """Run a call that hands out chunks, as an iterator of them."""
         __tracebackhide__ = True
-        self.lanes.ready()  # before the call's clock starts (the steps' first send)
-        steps, do = self.steps, self._do
-        value: Any = None
-        error: Exception | None = None
-        last: dict[str, Any] | None = None
-        try:
-            while True:
-                try:
-                    step = steps.throw(error) if error is not None else steps.send(value)
-                except StopIteration:
-                    break
+        with self:
+            for step in self.steps():
                 if type(step) is Emit:
-                    value, error = None, None
-                    if step.chunk.get("done"):  # handed out once the call is complete
-                        last = step.chunk
-                    else:
-                        yield Answer(step.chunk)
-                    continue
-                if type(step) is Stream:
-                    take = step.reader.take
+                    yield Answer(step.chunk)
+                elif type(step) is Stream:
                     try:
                         for part in _parts(step.response):
-                            for chunk in take(part):
+                            for chunk in step.take(part):
                                 yield Answer(chunk)
-                        value, error = step.reader.finish(), None
-                        last = value[-1]  # the final chunk, handed out once the call is complete
                     except Exception as exc:
-                        value, error = None, exc
-                    continue
-                try:
-                    value, error = do(step), None
-                except Exception as exc:
-                    value, error = None, exc
-            if last is not None:
-                yield Answer(last)
-        finally:
-            steps.close()
-            self._close()
+                        self.error = exc
+                else:
+                    self._do(step)
 
-    def _close(self) -> None:
-        for response in self.opened:
-            response.close()
-        if self.lane >= 0:
-            self.lanes.give(self.lane)
-            self.lane = -1
-
-    def _do(self, step: Any) -> Any:
+    def _do(self, step: Step) -> None:
         __tracebackhide__ = True
-        kind = type(step)
-        if kind is Open:
-            if self.lane < 0:
-                self.lane, self.http = self.lanes.take()
-            response = self.http.send(_request(self.http, step), stream=True)
-            self.opened.append(response)
-            return response
-        if kind is ReadBody:
-            add = step.add
-            for part in _parts(step.response):
-                add(part)
-            return step.value()
-        if kind is Sleep:
-            time.sleep(step.seconds)
-            return None
-        raise TypeError(f"unknown step {step!r}")
+        try:
+            if type(step) is Open:
+                request = self.request(step)
+                self.value = response = self.http.send(request, stream=True)
+                self.opened.append(response)
+            elif type(step) is ReadBody:
+                data = _read_already(step)
+                if data is None:
+                    add = step.add
+                    for part in _parts(step.response):
+                        add(part)
+                    data = step.value()
+                self.value = data
+            elif type(step) is Sleep:
+                time.sleep(step.seconds)
+            else:
+                raise TypeError(f"unknown step {step!r}")
+        except Exception as exc:
+            self.error = exc
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        for response in self.let_go():
+            response.close()
 
 
-class _AsyncDriver:
+class _AsyncDriver(_Driver[httpx.AsyncClient]):
     """Performs a call's steps with an async httpx client."""
 
-    __slots__ = ("http", "lane", "lanes", "opened", "steps")
+    __slots__ = ()
 
-    def __init__(self, lanes: Lanes[httpx.AsyncClient], steps: Steps) -> None:
-        self.lanes = lanes
-        self.steps = steps
-        self.opened: list[httpx.Response] = []
-        self.lane = -1  # taken at the first request, given back when the call ends
-
-    async def result(self) -> Any:
+    async def result(self) -> Answer:
         """Run a call that hands no chunks out; its answer."""
         __tracebackhide__ = True
-        self.lanes.ready()  # before the call's clock starts (the steps' first send)
-        steps, do = self.steps, self._do
-        value: Any = None
-        error: Exception | None = None
-        try:
-            while True:
-                try:
-                    step = steps.throw(error) if error is not None else steps.send(value)
-                except StopIteration as stop:
-                    return Answer(stop.value) if type(stop.value) is dict else stop.value
-                try:
-                    value, error = await do(step), None
-                except Exception as exc:
-                    value, error = None, exc
-        finally:
-            steps.close()
-            await self._close()
+        async with self:
+            for step in self.steps():
+                await self._do(step)
+            return Answer(self.answer)
 
     async def stream(self) -> AsyncIterator[Answer]:
         """Run a call that hands out chunks, as an async iterator of them."""
         __tracebackhide__ = True
-        self.lanes.ready()  # before the call's clock starts (the steps' first send)
-        steps, do = self.steps, self._do
-        value: Any = None
-        error: Exception | None = None
-        last: dict[str, Any] | None = None
-        try:
-            while True:
-                try:
-                    step = steps.throw(error) if error is not None else steps.send(value)
-                except StopIteration:
-                    break
+        async with self:
+            for step in self.steps():
                 if type(step) is Emit:
-                    value, error = None, None
-                    if step.chunk.get("done"):  # handed out once the call is complete
-                        last = step.chunk
-                    else:
-                        yield Answer(step.chunk)
-                    continue
-                if type(step) is Stream:
-                    take = step.reader.take
+                    yield Answer(step.chunk)
+                elif type(step) is Stream:
                     try:
                         async for part in _async_parts(step.response):
-                            for chunk in take(part):
+                            for chunk in step.take(part):
                                 yield Answer(chunk)
-                        value, error = step.reader.finish(), None
-                        last = value[-1]  # the final chunk, handed out once the call is complete
                     except Exception as exc:
-                        value, error = None, exc
-                    continue
-                try:
-                    value, error = await do(step), None
-                except Exception as exc:
-                    value, error = None, exc
-            if last is not None:
-                yield Answer(last)
-        finally:
-            steps.close()
-            await self._close()
+                        self.error = exc
+                else:
+                    await self._do(step)
 
-    async def _close(self) -> None:
-        for response in self.opened:
+    async def _do(self, step: Step) -> None:
+        __tracebackhide__ = True
+        try:
+            if type(step) is Open:
+                request = self.request(step)
+                self.value = response = await self.http.send(request, stream=True)
+                self.opened.append(response)
+            elif type(step) is ReadBody:
+                data = _read_already(step)
+                if data is None:
+                    add = step.add
+                    async for part in _async_parts(step.response):
+                        add(part)
+                    data = step.value()
+                self.value = data
+            elif type(step) is Sleep:
+                await asyncio.sleep(step.seconds)
+            else:
+                raise TypeError(f"unknown step {step!r}")
+        except Exception as exc:
+            self.error = exc
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: object, exc: object, tb: object) -> None:
+        for response in self.let_go():
             if not response.is_closed:
                 await response.aclose()
-        if self.lane >= 0:
-            self.lanes.give(self.lane)
-            self.lane = -1
-
-    async def _do(self, step: Any) -> Any:
-        __tracebackhide__ = True
-        kind = type(step)
-        if kind is Open:
-            if self.lane < 0:
-                self.lane, self.http = self.lanes.take()
-            response = await self.http.send(_request(self.http, step), stream=True)
-            self.opened.append(response)
-            return response
-        if kind is ReadBody:
-            response = step.response
-            try:
-                data = response.content  # read already: the answer came whole at once
-            except httpx.ResponseNotRead:
-                add = step.add
-                async for part in _async_parts(response):
-                    add(part)
-                return step.value()
-            return step.at_once(data)
-        if kind is Sleep:
-            await asyncio.sleep(step.seconds)
-            return None
-        raise TypeError(f"unknown step {step!r}")

@@ -349,18 +349,21 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
 
     async def _acquire(self, origin: tuple[str, int], timeouts: dict[str, Any]) -> _Connection:
         """A new connection (none was idle), once the pool has room for it."""
-        if self._max is not None and len(self._open) + self._connecting >= self._max:
-            await self._wait_for_room(origin, timeouts)
+        most = self._max
+        if most is not None and len(self._open) + self._connecting >= most:
+            await self._wait_for_room(origin, timeouts, most)
             conn = self._idle_one(origin)  # one came back for this host while waiting
             if conn is not None:
                 return conn
         return await self._connect(origin, timeouts.get("connect"))
 
-    async def _wait_for_room(self, origin: tuple[str, int], timeouts: dict[str, Any]) -> None:
+    async def _wait_for_room(
+        self, origin: tuple[str, int], timeouts: dict[str, Any], most: int
+    ) -> None:
         limit = timeouts.get("pool")
         deadline = None if limit is None else monotonic() + limit
         loop = asyncio.get_running_loop()
-        while len(self._open) + self._connecting >= self._max:  # type: ignore[operator]
+        while len(self._open) + self._connecting >= most:
             if self._idle.get(origin):
                 return
             if self._close_an_idle_one():
@@ -470,9 +473,11 @@ class AsyncLoopTransport(httpx.AsyncBaseTransport):
     async def _send_body(
         self, conn: _Connection, request: httpx.Request, chunked: bool, timeouts: dict[str, Any]
     ) -> None:
-        transport = conn.transport
+        transport, stream = conn.transport, request.stream
         assert transport is not None
-        async for part in request.stream:  # type: ignore[union-attr]
+        if not isinstance(stream, httpx.AsyncByteStream):  # as httpx's own async transport says
+            raise RuntimeError("Attempted to send an sync request with an AsyncClient instance.")
+        async for part in stream:
             if not part:
                 continue
             transport.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
@@ -766,26 +771,7 @@ class _Body(httpx.AsyncByteStream):
 
     async def read_rest(self) -> None:
         """Wait for the rest of the body, into ``pending`` (a Content-Length body)."""
-        conn = self.conn
-        assert conn is not None
-        parts = [self.pending]
-        try:
-            while not self.finished:
-                if conn.buffer:
-                    parts.append(self._take(conn))
-                    continue
-                if conn.ended:
-                    raise conn.broken(self._cut())
-                try:
-                    await conn.wait(_limit(self.timeouts, "read"))
-                except _Timeout:
-                    raise httpx.ReadTimeout("timed out waiting for the response body") from None
-        except BaseException:
-            if self.conn is not None:
-                self.conn = None
-                conn.close()
-            raise
-        self.pending = b"".join(parts)
+        self.pending = b"".join([part async for part in self])
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         part, self.pending = self.pending, b""
