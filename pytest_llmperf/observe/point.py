@@ -290,9 +290,10 @@ def _async_send(point: _Point, send: Any, hx: ModuleType) -> Any:
 
 def _content(request: Any) -> bytes:
     try:
-        return request.content  # type: ignore[no-any-return]
+        content: bytes = request.content
     except Exception:  # a streamed body that was not read: no model or digest to take
         return b""
+    return content
 
 
 def _outcome(exc: BaseException, hx: ModuleType) -> str:
@@ -341,7 +342,8 @@ class _ThenLoader(importlib.abc.Loader):
         self.then = then
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.inner.create_module(spec)  # type: ignore[no-any-return]
+        module: ModuleType | None = self.inner.create_module(spec)
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
         module.__spec__.loader = self.inner  # type: ignore[union-attr]

@@ -162,7 +162,10 @@ def test_record_then_replay_with_the_server_stopped(
         assert len(replaying.replayed) == 1
         replays.append([a - b for a, b in zip(replayed[1], recorded[1], strict=True)])
     earliest = [min(deltas) for deltas in zip(*replays, strict=True)]
-    assert max(earliest) < slack(0.010, 0.1)
+    # a fixed ceiling far from both what is expected (about 0) and what a replay that waited
+    # twice would give (about 0.5 s): lateness sampled before the replays missed a loaded
+    # machine's spikes during them (27 ms late against a bound of 26 ms, load average 14)
+    assert max(earliest) < 0.1
     assert min(earliest) > -0.05
 
     with patched(CassetteSession(cassette_path, "none", timing=0.0)):
