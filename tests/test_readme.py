@@ -10,6 +10,7 @@ import jsonschema
 import own_loop
 import pytest
 
+from pytest_llmperf.plugin.settings import MOVED, OPTIONS
 from pytest_llmperf.report.document import schema
 
 FAST = ["--llm-emulator-time-scale", "0.02", "-p", "no:cacheprovider"]
@@ -80,6 +81,28 @@ def test_the_network_block_example_runs_with_the_block_on(pytester: pytest.Pytes
     # the example checks what it says: with another host allowed, its raises fails
     allowed = ["--llm-block-network", "on", "--llm-allowed-host", "127.0.0.1"]
     pytester.runpytest(*allowed, *FAST).assert_outcomes(failed=1)
+
+
+def section(title: str) -> str:
+    """The README's text under the heading ``title``, to the next heading."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n### {title}\n")
+    return text[start : text.index("\n#", start + 1)]
+
+
+def test_the_settings_table_spells_every_option_as_the_plugin_does() -> None:
+    rows = [line for line in section("Settings").splitlines() if line.startswith("| ")]
+    for option in OPTIONS:
+        [row] = [row for row in rows if f"`{option.ini}`" in row]
+        assert f"`{option.env}`" in row and f"`{option.flag}" in row, row
+
+
+def test_what_moved_lists_every_old_spelling_with_its_new_one() -> None:
+    rows = [line for line in section("What moved").splitlines() if line.startswith("| ")]
+    moved = rows[2:]  # past the header and its rule
+    assert len(moved) == len(MOVED)
+    for old in MOVED:
+        assert f"| {old.what.replace('option', 'key')} `{old.old}` | `{old.new}` |" in moved
 
 
 def test_the_readme_has_no_relative_links_which_pypi_would_show_dead() -> None:

@@ -2,7 +2,8 @@
 
 The point wraps the send method of httpx's transports (``HTTPTransport.handle_request``,
 ``AsyncHTTPTransport.handle_async_request``), of httpx2's (the fork ``openai>=2`` uses), and
-of our own :class:`~pytest_llmperf.client.transport.AsyncLoopTransport`, and of ``requests``'
+of our own :class:`~pytest_llmperf.client.transport.AsyncLoopTransport` and
+:class:`~pytest_llmperf.client.sync_transport.DueTransport`, and of ``requests``'
 ``HTTPAdapter.send`` (:mod:`~pytest_llmperf.observe.other_libraries`). A module that is not
 imported yet is wrapped when it is, so importing the plugin imports no HTTP library, and a
 client built at import time (a module-level ``ollama.Client()``) is covered like any other.
@@ -53,6 +54,7 @@ TARGETS: Sequence[tuple[str, str, str, str]] = (
         "handle_async_request",
         "httpx async",
     ),
+    ("pytest_llmperf.client.sync_transport", "DueTransport", "handle_request", "httpx"),
     ("requests.adapters", "HTTPAdapter", "send", "requests"),
 )
 

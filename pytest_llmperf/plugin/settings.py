@@ -1,8 +1,13 @@
 """One settings object, resolved in one place: ini < environment < command line < marker.
 
-Every option has an ini key, an environment variable and a command-line flag; a bad value is
-a :class:`pytest.UsageError` that names the value, where it came from, and what is allowed.
-``@pytest.mark.llm_settings(field=value, ...)`` overrides fields for one test.
+Every option has an ini key, an environment variable and a command-line flag, all three
+spelt from its :class:`Settings` field by one rule: the ini key ``llm_<field>``, the
+environment variable ``LLMPERF_<FIELD>``, the flag ``--llm-<field>`` with ``-`` for ``_``,
+where a repeatable option's flag names one value (the singular of the field's last word:
+``hosts`` is ``--llm-host``, ``route_prefixes`` ``--llm-route-prefix``). A spelling of before
+the rule (:data:`MOVED`) is still read, with a deprecation warning naming the new one. A bad
+value is a :class:`pytest.UsageError` that names the value, where it came from, and what is
+allowed. ``@pytest.mark.llm_settings(field=value, ...)`` overrides fields for one test.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -77,12 +82,10 @@ class Settings:
 
 @dataclass(frozen=True)
 class Option:
-    """One setting's three spellings, its parser and its help text."""
+    """One setting: its field (which spells its ini key, environment variable and flag; see
+    the module), its parser and its help text."""
 
     field: str
-    flag: str
-    ini: str
-    env: str
     help: str
     parse: Callable[[str], Any]
     metavar: str
@@ -95,10 +98,56 @@ class Option:
     combine: Callable[[Sequence[Any]], Any] | None = None
 
     @property
+    def ini(self) -> str:
+        """The ini key: ``llm_<field>``."""
+        return f"llm_{self.field}"
+
+    @property
+    def env(self) -> str:
+        """The environment variable: ``LLMPERF_<FIELD>``."""
+        return f"LLMPERF_{self.field.upper()}"
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: ``--llm-<field>``, naming one value if it repeats."""
+        words = self.field.split("_")
+        if self.multiple:
+            words[-1] = singular(words[-1])
+        return "--llm-" + "-".join(words)
+
+    @property
     def dest(self) -> str:
         """Where argparse keeps the flag's value: prefixed, for other plugins have options
         of the same names (pytest-recording's --record-mode, --block-network, ...)."""
         return f"llm_{self.field}"
+
+
+def singular(word: str) -> str:
+    """``word`` naming one thing: its final ``s`` dropped (``es`` after x, ch, sh or ss);
+    a word that does not end in ``s`` (``gguf``, ``query``) is one already."""
+    if word.endswith(("xes", "ches", "shes", "sses")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A spelling of before the one rule: still read for now, with a deprecation warning."""
+
+    field: str
+    kind: str  # "ini" (a key of the ini file) or "env" (an environment variable)
+    old: str
+
+    @property
+    def new(self) -> str:
+        option = BY_FIELD[self.field]
+        return option.ini if self.kind == "ini" else option.env
+
+    @property
+    def what(self) -> str:
+        return "ini option" if self.kind == "ini" else "environment variable"
 
 
 def _path(value: str) -> Path | None:
@@ -315,9 +364,6 @@ def _gguf(value: str) -> str:
 OPTIONS: tuple[Option, ...] = (
     Option(
         "enabled",
-        "--llm-enabled",
-        "llm_enabled",
-        "LLMPERF_ENABLED",
         "off: the plugin does nothing in this run (no measuring, budgets, report, gate or "
         "cassette marker); its markers and ini keys stay known, for --strict-markers and "
         "--strict-config (which -p no:llmperf breaks)",
@@ -326,18 +372,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "emulator_profiles",
-        "--llm-emulator-profiles",
-        "llm_emulator_profiles",
-        "LLMPERF_EMULATOR_PROFILES",
         "latency profile file (TOML) for the ollama_emulator fixture; default: the shipped one",
         _path,
         "FILE",
     ),
     Option(
         "emulator_gguf",
-        "--llm-emulator-gguf",
-        "llm_emulator_gguf",
-        "LLMPERF_EMULATOR_GGUF",
         "NAME=PATH of a GGUF model the emulator serves through llama.cpp (repeatable)",
         _gguf,
         "NAME=PATH",
@@ -345,18 +385,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "emulator_time_scale",
-        "--llm-emulator-time-scale",
-        "llm_emulator_time_scale",
-        "LLMPERF_EMULATOR_TIME_SCALE",
         "multiply every emulated delay by this factor (0.01: 100x faster than the profiles)",
         _scale,
         "FACTOR",
     ),
     Option(
         "hosts",
-        "--llm-host",
-        "llm_host",
-        "LLMPERF_HOST",
         "the LLM server the client fixtures call, with OLLAMA_HOST semantics, or 'emulator' "
         "for the embedded one (default); repeat for a pool",
         _host,
@@ -365,45 +399,30 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "api",
-        "--llm-api",
-        "llm_api",
-        "LLMPERF_API",
         "ollama (the /api routes, default) or openai (the /v1 routes of vLLM, llama.cpp, ...)",
         _choice("ollama", "openai"),
         "API",
     ),
     Option(
         "cache",
-        "--llm-cache",
-        "llm_cache",
-        "LLMPERF_CACHE",
         "response cache: memory (in-process + fakeredis, default), off, or redis://HOST:PORT/DB",
         _cache,
         "CACHE",
     ),
     Option(
         "cache_ttl",
-        "--llm-cache-ttl",
-        "llm_cache_ttl",
-        "LLMPERF_CACHE_TTL",
         "seconds a cached answer lives (0 or unset: no expiry)",
         _ttl,
         "SECONDS",
     ),
     Option(
         "cache_namespace",
-        "--llm-cache-namespace",
-        "llm_cache_namespace",
-        "LLMPERF_CACHE_NAMESPACE",
         "prefix of the cache's Redis keys (default llmperf)",
         str,
         "NAME",
     ),
     Option(
         "tiers",
-        "--llm-tier",
-        "llm_tiers",
-        "LLMPERF_TIERS",
         "TIER=MODEL, over the defaults fast=llama3.2:1b balanced=llama3.2:3b "
         "complex=llama3:8b (repeatable)",
         _tier,
@@ -413,9 +432,6 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "timeouts",
-        "--llm-timeout",
-        "llm_timeouts",
-        "LLMPERF_TIMEOUTS",
         "a tier's limits in seconds, as 'fast: total=10 first_token=5 stall=5' (repeatable; "
         "';' between several in the environment variable)",
         _timeout,
@@ -426,45 +442,30 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "adaptive_timeouts",
-        "--llm-adaptive-timeouts",
-        "llm_adaptive_timeouts",
-        "LLMPERF_ADAPTIVE_TIMEOUTS",
         "on (default): limits follow each model's measured latency; off: the tier's limits",
         _switch,
         "on|off",
     ),
     Option(
         "fallback",
-        "--llm-fallback",
-        "llm_fallback",
-        "LLMPERF_FALLBACK",
         "on: retry a timed-out call on the next faster tier (default off)",
         _switch,
         "on|off",
     ),
     Option(
         "retries",
-        "--llm-retries",
-        "llm_retries",
-        "LLMPERF_RETRIES",
         "retries of a call whose host refused it or answered 503, on another host (default 2)",
         _count(0),
         "N",
     ),
     Option(
         "concurrency",
-        "--llm-concurrency",
-        "llm_concurrency",
-        "LLMPERF_CONCURRENCY",
         "calls in flight at once in client.many() (default 4)",
         _count(1),
         "N",
     ),
     Option(
         "max_line_bytes",
-        "--llm-max-line-bytes",
-        "llm_max_line_bytes",
-        "LLMPERF_MAX_LINE_BYTES",
         "the longest line of a stream (or answer read whole) a client takes, as 16MiB "
         "(default) or a number of bytes; a longer one fails the call",
         _size,
@@ -472,45 +473,30 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "keep_alive",
-        "--llm-keep-alive",
-        "llm_keep_alive",
-        "LLMPERF_KEEP_ALIVE",
         "how long the llm_warm_up fixture keeps models loaded (default 30m)",
         _duration,
         "DURATION",
     ),
     Option(
         "record_mode",
-        "--llm-record-mode",
-        "llm_record_mode",
-        "LLMPERF_RECORD_MODE",
         "cassettes: none (replay only, default), once, new_episodes, all, or rewrite",
         _choice_of("pytest_llmperf.observe.cassettes.session", "MODES"),
         "MODE",
     ),
     Option(
         "replay_timing",
-        "--llm-replay-timing",
-        "llm_replay_timing",
-        "LLMPERF_REPLAY_TIMING",
         "cassettes: instant (default), recorded (chunks at their recorded times), or a factor",
         _timing,
         "TIMING",
     ),
     Option(
         "cassette_dir",
-        "--llm-cassette-dir",
-        "llm_cassette_dir",
-        "LLMPERF_CASSETTE_DIR",
         "folder of the cassettes, relative to the rootdir (default cassettes)",
         str,
         "DIR",
     ),
     Option(
         "scrub_headers",
-        "--llm-scrub-header",
-        "llm_scrub_headers",
-        "LLMPERF_SCRUB_HEADERS",
         "a header whose value never reaches a cassette, beyond the credential defaults",
         str,
         "NAME",
@@ -518,9 +504,6 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "scrub_query",
-        "--llm-scrub-query",
-        "llm_scrub_query",
-        "LLMPERF_SCRUB_QUERY",
         "a query parameter whose value never reaches a cassette, beyond key-like names",
         str,
         "NAME",
@@ -530,9 +513,6 @@ OPTIONS: tuple[Option, ...] = (
 OPTIONS += (
     Option(
         "measure",
-        "--llm-measure",
-        "llm_measure",
-        "LLMPERF_MEASURE",
         "all (default): record every LLM call the tests make, whatever client makes it; "
         "own: only the calls of the plugin's client fixtures",
         _choice("all", "own"),
@@ -540,9 +520,6 @@ OPTIONS += (
     ),
     Option(
         "route_prefixes",
-        "--llm-route-prefix",
-        "llm_route_prefixes",
-        "LLMPERF_ROUTE_PREFIXES",
         "a path a proxy puts before the LLM routes (/ollama for /ollama/api/chat), so calls "
         "through it are measured too (repeatable)",
         _prefix,
@@ -551,18 +528,12 @@ OPTIONS += (
     ),
     Option(
         "budget_mode",
-        "--llm-budget-mode",
-        "llm_budget_mode",
-        "LLMPERF_BUDGET_MODE",
         "enforce (a budget violation fails the test, default), warn, or off",
         _choice_of("pytest_llmperf.judge.budget", "MODES"),
         "MODE",
     ),
     Option(
         "budgets",
-        "--llm-budget",
-        "llm_budgets",
-        "LLMPERF_BUDGETS",
         "a tier's budget for every test, as 'fast: total=2 ttft=0.5' ('*' for every tier; "
         "';' between several in the environment variable)",
         _budget_line,
@@ -575,9 +546,6 @@ OPTIONS += (
 OPTIONS += (
     Option(
         "report",
-        "--llm-report",
-        "llm_report",
-        "LLMPERF_REPORT",
         "write the validation report (JSON) here; 'off' for none (default: a timestamped file "
         "in llm_report_dir when the run made LLM calls)",
         str,
@@ -585,9 +553,6 @@ OPTIONS += (
     ),
     Option(
         "report_dir",
-        "--llm-report-dir",
-        "llm_report_dir",
-        "LLMPERF_REPORT_DIR",
         "folder of the timestamped reports and latest.json, relative to the rootdir "
         "(default .llmperf, which ignores itself in git)",
         str,
@@ -595,9 +560,6 @@ OPTIONS += (
     ),
     Option(
         "report_keep",
-        "--llm-report-keep",
-        "llm_report_keep",
-        "LLMPERF_REPORT_KEEP",
         "how many timestamped reports the folder keeps, the newest (default 20)",
         _count(1),
         "N",
@@ -606,9 +568,6 @@ OPTIONS += (
 OPTIONS += (
     Option(
         "baseline",
-        "--llm-baseline",
-        "llm_baseline",
-        "LLMPERF_BASELINE",
         "compare this run with a baseline validation report and fail it on a latency "
         "regression (see llmperf compare)",
         _path,
@@ -616,9 +575,6 @@ OPTIONS += (
     ),
     Option(
         "baseline_threshold",
-        "--llm-baseline-threshold",
-        "llm_baseline_threshold",
-        "LLMPERF_BASELINE_THRESHOLD",
         "smallest growth of a median or p95 that counts as a regression (default 0.1, i.e. "
         "10 percent)",
         _relative,
@@ -626,27 +582,18 @@ OPTIONS += (
     ),
     Option(
         "baseline_alpha",
-        "--llm-baseline-alpha",
-        "llm_baseline_alpha",
-        "LLMPERF_BASELINE_ALPHA",
         "significance level of the Mann-Whitney U test on the raw calls (default 0.01)",
         _probability,
         "P",
     ),
     Option(
         "baseline_mode",
-        "--llm-baseline-mode",
-        "llm_baseline_mode",
-        "LLMPERF_BASELINE_MODE",
         "enforce (a regression fails the run, default) or warn (it is only reported)",
         _choice("enforce", "warn"),
         "MODE",
     ),
     Option(
         "baseline_markdown",
-        "--llm-baseline-markdown",
-        "llm_baseline_markdown",
-        "LLMPERF_BASELINE_MARKDOWN",
         "also write the comparison as Markdown here (e.g. $GITHUB_STEP_SUMMARY)",
         _path,
         "PATH",
@@ -655,9 +602,6 @@ OPTIONS += (
 OPTIONS += (
     Option(
         "block_network",
-        "--llm-block-network",
-        "llm_block_network",
-        "LLMPERF_BLOCK_NETWORK",
         "on: every connection of the test process fails (NetworkBlockedError), but to the "
         "embedded emulator and the allowed hosts (default off)",
         _switch,
@@ -665,9 +609,6 @@ OPTIONS += (
     ),
     Option(
         "allowed_hosts",
-        "--llm-allowed-host",
-        "llm_allowed_hosts",
-        "LLMPERF_ALLOWED_HOSTS",
         "a host that --llm-block-network lets through: a regular expression matched against "
         "the whole host or host:port, as 127.0.0.1 or redis:6379 (repeatable)",
         _host_pattern,
@@ -685,11 +626,25 @@ SESSION_ONLY = frozenset(
 )
 
 
+# The spellings of before the one rule, each still read for now (a deprecation warning names
+# the new one); the README's "What moved" lists them.
+MOVED: tuple[Moved, ...] = (
+    Moved("hosts", "ini", "llm_host"),
+    Moved("hosts", "env", "LLMPERF_HOST"),
+)
+_MOVED = {(moved.field, moved.kind): moved for moved in MOVED}
+# Every ini key registered, the old ones too, and its option.
+INI_KEYS = {option.ini: option for option in OPTIONS} | {
+    moved.old: BY_FIELD[moved.field] for moved in MOVED if moved.kind == "ini"
+}
+
+
 def add_options(parser: pytest.Parser) -> None:
-    """Register every option's flag and ini key."""
+    """Register every option's flag and ini key (and the old ini keys, for --strict-config)."""
     group = parser.getgroup("llmperf", "LLM performance testing (pytest-llmperf)")
     for option in OPTIONS:
         env = f" [env {option.env}]"
+        kind: Literal["linelist"] | None = "linelist" if option.multiple else None
         if option.multiple:
             group.addoption(
                 option.flag,
@@ -698,12 +653,14 @@ def add_options(parser: pytest.Parser) -> None:
                 metavar=option.metavar,
                 help=option.help + env,
             )
-            parser.addini(option.ini, option.help, type="linelist")
         else:
             group.addoption(
                 option.flag, dest=option.dest, metavar=option.metavar, help=option.help + env
             )
-            parser.addini(option.ini, option.help)
+        parser.addini(option.ini, option.help, type=kind)
+        moved = _MOVED.get((option.field, "ini"))
+        if moved is not None:
+            parser.addini(moved.old, f"deprecated: the old spelling of {option.ini}", type=kind)
 
 
 def resolve(
@@ -712,31 +669,84 @@ def resolve(
     """Read every option from ini, then the environment, then the command line.
 
     ``early``: before pytest has parsed the whole command line (while it loads the first
-    conftests), from the options it already knows.
+    conftests), from the options it already knows; the old spellings' deprecation warnings
+    come from the later, whole reading.
     """
     environ = os.environ if environ is None else environ
     cli = config.known_args_namespace if early else config.option
     values: dict[str, Any] = {}
+    notes: list[str] = []
     for option in OPTIONS:
-        for origin, raw in _sources(config, environ, option, cli):
+        for origin, raw in _sources(config, environ, option, cli, notes):
             values[option.field] = _parse(option, raw, origin)
+    if notes and not early:
+        _deprecated(config, notes)
     return Settings(**values)
 
 
 def _sources(
-    config: pytest.Config, environ: Mapping[str, str], option: Option, cli: Any
+    config: pytest.Config, environ: Mapping[str, str], option: Option, cli: Any, notes: list[str]
 ) -> list[tuple[str, Any]]:
+    """Where ``option`` is given, in the order they apply; a moved spelling's use goes into
+    ``notes`` (it applies only where its new spelling is not given)."""
     found: list[tuple[str, Any]] = []
-    ini = config.getini(option.ini)
-    if ini:
-        found.append((f"ini option {option.ini}", ini))
-    if environ.get(option.env):
-        value = environ[option.env]
-        found.append((f"environment variable {option.env}", _env_values(option, value)))
+    for kind, new in (("ini", option.ini), ("env", option.env)):
+        value = _read(config, environ, kind, new)
+        moved = _MOVED.get((option.field, kind))
+        old = None if moved is None else _read(config, environ, kind, moved.old)
+        if moved is not None and old:
+            notes.append(_moved_note(moved, ignored=bool(value)))
+            if not value:
+                found.append((f"{moved.what} {moved.old}", _raw(option, kind, old)))
+        if value:
+            found.append((f"{_WHAT[kind]} {new}", _raw(option, kind, value)))
     given = getattr(cli, option.dest, None)
     if given:
         found.append((f"command-line option {option.flag}", given))
     return found
+
+
+_WHAT = {"ini": "ini option", "env": "environment variable"}
+
+
+def _read(config: pytest.Config, environ: Mapping[str, str], kind: str, name: str) -> Any:
+    return config.getini(name) if kind == "ini" else environ.get(name)
+
+
+def _raw(option: Option, kind: str, value: Any) -> Any:
+    return value if kind == "ini" else _env_values(option, value)
+
+
+def _moved_note(moved: Moved, *, ignored: bool) -> str:
+    if ignored:
+        return (
+            f"{moved.what} {moved.old} is ignored: {moved.new} is set too, and wins "
+            f"({moved.old} is its old spelling); remove {moved.old}"
+        )
+    return (
+        f"{moved.what} {moved.old} is deprecated: rename it {moved.new} (every option is "
+        f"spelt llm_<field>, LLMPERF_<FIELD> and --llm-<field>: the README of "
+        f"pytest-llmperf says what moved). {moved.old} is still read for now"
+    )
+
+
+def _deprecated(config: pytest.Config, notes: list[str]) -> None:
+    """Warn of each moved spelling used, once a run (in an xdist worker: its controller does).
+
+    pytest's config-time warnings obey ``-W`` and ``filterwarnings``; where they make this
+    one an error, the run stops with a usage error that says so, not a traceback.
+    """
+    if hasattr(config, "workerinput"):
+        return
+    for note in notes:
+        try:
+            config.issue_config_time_warning(pytest.PytestDeprecationWarning(note), stacklevel=2)
+        except pytest.PytestDeprecationWarning:
+            raise pytest.UsageError(
+                f"{note}. This deprecation warning is an error here (-W or filterwarnings "
+                "make it one): rename the option, or let the warning pass with "
+                "-W 'ignore::pytest.PytestDeprecationWarning'"
+            ) from None
 
 
 def _env_values(option: Option, value: str) -> Any:

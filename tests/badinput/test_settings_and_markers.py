@@ -17,6 +17,7 @@ import pytest
 from pytest_llmperf.judge.budget import COUNTS, Budget
 from pytest_llmperf.plugin.cassettes import check_marker
 from pytest_llmperf.plugin.settings import (
+    INI_KEYS,
     OPTIONS,
     SESSION_ONLY,
     Option,
@@ -69,8 +70,7 @@ class Config:
         self.option = SimpleNamespace(**{o.dest: cli.get(o.dest) for o in OPTIONS})
 
     def getini(self, name: str) -> Any:
-        option = next(o for o in OPTIONS if o.ini == name)
-        return self.ini.get(name, [] if option.multiple else "")
+        return self.ini.get(name, [] if INI_KEYS[name].multiple else "")
 
 
 @pytest.mark.parametrize("origin", ORIGINS)

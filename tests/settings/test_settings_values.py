@@ -9,7 +9,7 @@ import pytest
 
 from pytest_llmperf.observe.records import RecordRouter
 from pytest_llmperf.plugin.runtime import Runtime
-from pytest_llmperf.plugin.settings import OPTIONS, Settings, resolve, with_marker
+from pytest_llmperf.plugin.settings import INI_KEYS, OPTIONS, Settings, resolve, with_marker
 
 
 @pytest.mark.parametrize(
@@ -50,10 +50,7 @@ class Config:
         self.option = SimpleNamespace(**{option.dest: cli.get(option.field) for option in OPTIONS})
 
     def getini(self, name: str) -> Any:
-        return self.ini.get(name, [] if BY_INI[name].multiple else "")
-
-
-BY_INI = {option.ini: option for option in OPTIONS}
+        return self.ini.get(name, [] if INI_KEYS[name].multiple else "")
 
 
 def refused(
