@@ -37,7 +37,7 @@ def _stack(own_process: bool) -> tuple[str, str]:
     "auto" takes uvloop where it is installed, and uvicorn before 0.30 then sets the event loop
     policy of the whole process, under the user's own async tests). In a process of its own
     (``llmperf serve``): httptools and uvloop when installed (the ``serve`` extra), which cut
-    the server's CPU per streamed request by 42% (2.60M to 1.51M instructions, callgrind).
+    the server's instructions per streamed request by 47% (``benchmarks/bench_serve_stack.py``).
     """
     if not own_process:
         return "h11", "asyncio"
