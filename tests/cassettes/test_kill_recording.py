@@ -69,18 +69,34 @@ def inner_run(folder: Path, url: str, mode: str, prompt: str, *extra: str) -> su
     command += ["--llm-timeout", limits, "--llm-adaptive-timeouts", "off"]
     command += ["--llm-record-mode", mode, "--llm-report", "report.json", *extra]
     return subprocess.Popen(
-        command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_interruptible,
     )
 
 
-# How long a step of a run may take before the test calls it hung: far beyond the few seconds
-# each takes, because on a loaded machine (load average 8 to 15 on 2 cores) a run of pytest
-# with the real model took more than 120 s just to start its stream.
-PATIENCE_S = 600.0
+def _interruptible() -> None:
+    """SIGINT with its default action in the run, so that Python turns it into Ctrl-C's
+    KeyboardInterrupt: a suite started in the background (``cmd &`` in a script, nohup) has
+    it ignored, and a child inherits that, which would leave these runs deaf to SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# How long a step of a run may take before the test calls it hung (each takes seconds)
+PATIENCE_S = 120.0
 
 
 def finished(run: subprocess.Popen[str], timeout: float = PATIENCE_S) -> tuple[int, str]:
-    output, _ = run.communicate(timeout=timeout)
+    try:
+        output, _ = run.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        run.kill()  # a hung run must not hold the stalling emulator for the tests after it
+        run.communicate()
+        raise
     return run.returncode, output
 
 
