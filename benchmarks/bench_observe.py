@@ -30,6 +30,7 @@ from pathlib import Path
 
 import ollama
 from bench_client import callgrind, emulator
+from serving import no_delay_model
 
 from pytest_llmperf.observe.measure import Routes, Sink
 from pytest_llmperf.observe.point import start_observing
@@ -54,18 +55,12 @@ class Collect:
 def profiles(folder: Path, tokens: int) -> Path:
     path = folder / "observe_profiles.toml"
     path.write_text(
-        f"""[server]
+        """[server]
 num_parallel = 1
 keep_alive = "-1s"
 
-[models."{MODEL}"]
-load_s = 0.0
-prompt_tokens_per_s = 1e9
-first_token_s = 0.0
-tokens_per_s = 1e9
-jitter = 0.0
-response_tokens = [{tokens}, {tokens}]
-""",
+"""
+        + no_delay_model(MODEL, tokens),
         encoding="utf-8",
     )
     return path

@@ -26,23 +26,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from serving import no_delay_model
+
 STACKS = (("h11", "asyncio"), ("httptools", "asyncio"), ("httptools", "uvloop"))
 MODEL = "stack:latest"
 
 
 def profiles(folder: Path, tokens: int) -> Path:
     path = folder / "stack_profiles.toml"
-    path.write_text(
-        f"""[models."{MODEL}"]
-load_s = 0.0
-prompt_tokens_per_s = 1e9
-first_token_s = 0.0
-tokens_per_s = 1e9
-jitter = 0.0
-response_tokens = [{tokens}, {tokens}]
-""",
-        encoding="utf-8",
-    )
+    path.write_text(no_delay_model(MODEL, tokens), encoding="utf-8")
     return path
 
 

@@ -14,6 +14,21 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 LISTENING = "llmperf emulator listening on "
+
+
+def no_delay_model(name: str, tokens: int) -> str:
+    """A profile's TOML table for a synthetic model with no delays: ``tokens`` tokens an
+    answer, so what is timed or counted is the HTTP path and the client."""
+    return f"""[models."{name}"]
+load_s = 0.0
+prompt_tokens_per_s = 1e9
+first_token_s = 0.0
+tokens_per_s = 1e9
+jitter = 0.0
+response_tokens = [{tokens}, {tokens}]
+"""
+
+
 STARTUP_TIMEOUT_S = 60.0
 
 
