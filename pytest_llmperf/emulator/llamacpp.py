@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import ctypes
 import functools
 import math
@@ -22,7 +23,6 @@ import random
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Sequence
-from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -157,32 +157,38 @@ class LlamaCppBackend:
         # for a core). A slow one, or one busy with another request, runs in a worker.
         inline = self._step_s < INLINE_STEP_S and self._busy.acquire(blocking=False)
         events = self._inline(steps) if inline else self._in_worker(steps, pacing)
-        async with aclosing(events):
+        async with contextlib.aclosing(events):
             async for event in events:
                 yield event
 
     async def _inline(self, steps: Steps) -> AsyncGenerator[backends.BackendEvent, None]:
-        cpu, count = time.thread_time(), 0
+        cpu, count, free = time.thread_time(), 0, False
         try:
             slice_ends = time.perf_counter() + SLICE_S
             while True:
                 event = next(steps)
                 count += 1
-                yield event
                 if isinstance(event, Finished):
+                    # Free the model before the answer ends, so the client's next request
+                    # finds it free (and runs inline again).
+                    free = self._free(steps, cpu, count)
+                    yield event
                     return
+                yield event
                 if time.perf_counter() > slice_ends:
                     await asyncio.sleep(0)  # the other requests' turn
                     slice_ends = time.perf_counter() + SLICE_S
         finally:
-            self._timed(cpu, count)
-            steps.close()
-            self._busy.release()
+            if not free:
+                self._free(steps, cpu, count)
 
-    def _timed(self, cpu: float, count: int) -> None:
-        """Keep the mean CPU time of this request's steps (a preempted step is not slow)."""
-        if count:
+    def _free(self, steps: Steps, cpu: float, count: int) -> bool:
+        """The end of a request on the model: keep its steps' mean CPU time, release it."""
+        if count:  # a preempted step is not slow: CPU time, not wall time
             self._step_s = (time.thread_time() - cpu) / count
+        steps.close()
+        self._busy.release()
+        return True
 
     async def _in_worker(
         self, steps: Steps, pacing: backends.Pacing
@@ -205,27 +211,30 @@ class LlamaCppBackend:
         self, steps: Steps, pacing: backends.Pacing, feed: Handoff[backends.BackendEvent]
     ) -> None:
         """The worker thread: compute steps and hand them over until done or unwanted."""
-        with self._busy:
-            cpu, count = time.thread_time(), 0
-            try:
-                while True:
-                    while not pacing.running.wait(0.05):  # the server pauses: do not run ahead
-                        if feed.closed():
-                            return
+        self._busy.acquire()
+        cpu, count, last = time.thread_time(), 0, None
+        try:
+            while last is None:
+                while not pacing.running.wait(0.05):  # the server pauses: do not run ahead
                     if feed.closed():
                         return
-                    event = next(steps)
-                    count += 1
+                if feed.closed():
+                    return
+                event = next(steps)
+                count += 1
+                if isinstance(event, Finished):
+                    last = event  # handed over once the model is free (see _inline)
+                else:
                     feed.put(event)
-                    if isinstance(event, Finished):
-                        return
-            except Closed:
-                pass
-            except BaseException as exc:  # the request's task raises it
-                feed.fail(exc)
-            finally:
-                self._timed(cpu, count)
-                steps.close()
+        except Closed:
+            pass
+        except BaseException as exc:  # the request's task raises it
+            feed.fail(exc)
+        finally:
+            self._free(steps, cpu, count)
+        if last is not None:
+            with contextlib.suppress(Closed):
+                feed.put(last)
 
 
 def generation_steps(llm: Any, n_ctx: int, job: backends.Job) -> Steps:

@@ -140,6 +140,43 @@ def test_inline_and_in_a_worker_the_same_story(
     assert "llmperf-emulator" not in workers  # never the server's own thread
 
 
+class SlowToClose:
+    """A generation's steps whose clean-up takes a while (as on a busy machine)."""
+
+    def __init__(self, steps: Iterator[Any]) -> None:
+        self.steps = steps
+
+    def __iter__(self) -> SlowToClose:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self.steps)
+
+    def close(self) -> None:
+        time.sleep(0.3)
+        self.steps.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("first", ["inline", "worker"])
+def test_the_next_request_finds_the_model_free(
+    real: ollama.Client, workers: list[str], monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
+    """The model is released before its answer's last line goes out, so the client's next
+    request runs inline (a request that found it busy would run in a worker)."""
+    from pytest_llmperf.emulator import llamacpp
+
+    options = {"num_predict": 8, "seed": 5}
+    real.generate("stories", "Tom and Sue", options=options)  # load; the steps are timed
+    steps = llamacpp.generation_steps
+    monkeypatch.setattr(llamacpp, "generation_steps", lambda *a: SlowToClose(steps(*a)))
+    run_model(monkeypatch, first)
+    real.generate("stories", "Tom and Sue", options=options)
+    before = len(workers)
+    run_model(monkeypatch, "inline")
+    assert real.generate("stories", "Tom and Sue", options=options).eval_count == 8
+    assert len(workers) == before
+
+
 def test_a_client_that_hangs_up_frees_the_real_model(real: ollama.Client, mode: str) -> None:
     """Stalled after its first token, then abandoned: the next request is served at once."""
     real.generate("stories", "Lily", options={"num_predict": 4})  # load; the steps are timed
