@@ -31,7 +31,7 @@ from typing import Any, cast
 import httpcore
 import httpx
 
-from pytest_llmperf.client.transport import _own
+from pytest_llmperf.client.transport import is_library_own
 
 perf_counter = time.perf_counter
 
@@ -73,7 +73,7 @@ def httpx_error(exc: Exception) -> Exception:
 
 def _mocked() -> bool:
     """Whether a library patched httpx's sync transport to stand in for the network."""
-    return not _own(
+    return not is_library_own(
         httpx.HTTPTransport.handle_request,
         "httpx._transports.default",
         "HTTPTransport.handle_request",

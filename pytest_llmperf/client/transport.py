@@ -71,7 +71,7 @@ _SIZE, _DATA, _DATA_END, _TRAILERS = 0, 1, 2, 3
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?")
 
 
-def _own(method: Any, module: str, name: str) -> bool:
+def is_library_own(method: Any, module: str, name: str) -> bool:
     """Whether ``method`` (past the interception point's wrapper) is the library's own."""
     method = getattr(method, "__llmperf_wraps__", method)
     qualname = getattr(method, "__qualname__", "")
@@ -86,12 +86,12 @@ def mocked() -> bool:
     requests never reach this one.)
     """
     return not (
-        _own(
+        is_library_own(
             httpx.AsyncHTTPTransport.handle_async_request,
             "httpx._transports.default",
             "AsyncHTTPTransport.handle_async_request",
         )
-        and _own(
+        and is_library_own(
             httpcore.AsyncConnectionPool.handle_async_request,
             "httpcore._async.connection_pool",
             "AsyncConnectionPool.handle_async_request",
