@@ -20,6 +20,7 @@ import pytest
 import redis  # noqa: F401
 import vcr.serializers.yamlserializer  # noqa: F401
 from client_faces import Face
+from inner_runs import LEFT_OUT
 
 from pytest_llmperf.emulator import Catalogue, EmulatorApp, EmulatorServer, load_catalogue
 from pytest_llmperf.emulator.profiles import ModelProfile
@@ -34,13 +35,12 @@ FAST_SCALE = 0.05
 
 
 @pytest.fixture(autouse=True)
-def _no_asyncio_in_inner_runs(request: pytest.FixtureRequest) -> None:
-    """pytester's inner runs leave pytest-asyncio out (its unset-loop-scope warning is not
-    ours); a test that wants it passes ``-p asyncio``."""
+def _inner_runs_leave_out(request: pytest.FixtureRequest) -> None:
+    """pytester's inner runs leave out the plugins of ``inner_runs.LEFT_OUT``."""
     if "pytester" in request.fixturenames:
         request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS for its runs: set after
         monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
-        monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio")
+        monkeypatch.setenv("PYTEST_ADDOPTS", " ".join(LEFT_OUT))
 
 
 @pytest.fixture

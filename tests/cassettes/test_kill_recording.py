@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from inner_runs import LEFT_OUT
 
 from pytest_llmperf import EmulatorServer
 from pytest_llmperf.emulator import Catalogue, EmulatorApp
@@ -64,7 +65,7 @@ def inner_run(folder: Path, url: str, mode: str, prompt: str, *extra: str) -> su
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "LLMPERF_"))}
     env.update(PROMPT=prompt, STREAMING=str(folder / "streaming"))
     limits = "fast: total=900 first_token=900 stall=900"
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:asyncio"]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *LEFT_OUT]
     command += ["-p", "no:rerunfailures", "--llm-host", url, "--llm-tier", f"fast={MODEL}"]
     command += ["--llm-timeout", limits, "--llm-adaptive-timeouts", "off"]
     command += ["--llm-record-mode", mode, "--llm-report", "report.json", *extra]

@@ -79,7 +79,7 @@ def plain_suite(
     request: pytest.FixtureRequest, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> list[str]:
     """A suite that makes no LLM call, warnings as errors; the arguments that run it."""
-    monkeypatch.delenv("PYTEST_ADDOPTS")  # the conftest's "-p no:asyncio": each test decides
+    monkeypatch.delenv("PYTEST_ADDOPTS")  # inner_runs.LEFT_OUT: this test keeps every plugin
     pytester.makepyfile(PLAIN_SUITE)
     if request.param == "ini":
         pytester.makeini("[pytest]\nfilterwarnings = error\n")

@@ -18,8 +18,14 @@ FAST = ["--llm-emulator-time-scale", "0.02", "-p", "no:cacheprovider"]
 QUIET = [*FAST, "-p", "no:rerunfailures"]
 
 SOCKETS_SEEN = """
+import contextlib
 import json
 import sys
+
+# urllib3 binds a socket to ('::1', 0) as it is imported, to learn whether IPv6 works: a probe,
+# not a use of the network. Imported before the hook, wherever it would be imported later.
+with contextlib.suppress(ImportError):
+    import urllib3
 
 SEEN = []
 
