@@ -88,7 +88,7 @@ def test_closing_writes_the_held_head_first_and_aborting_drops_it() -> None:
     assert held(Recorder()).get_extra_info("peername") == ("127.0.0.1", 1)
 
 
-def test_the_server_writes_a_whole_answer_and_a_streams_first_line_with_their_heads() -> None:
+def test_the_servers_connections_hold_heads_and_answers_arrive_whole() -> None:
     with EmulatorServer() as server, socket.create_connection(server.address) as sock:
         sock.settimeout(10)
         sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -103,4 +103,6 @@ def test_the_server_writes_a_whole_answer_and_a_streams_first_line_with_their_he
         )
         data = sock.recv(65536)
         assert data.startswith(b"HTTP/1.1 200") and b"\r\n\r\n" in data
-        assert b'"response":' in data, "the head came without the stream's first line"
+        assert b'"response":' in data
+        connections = list(server._server.server_state.connections)
+        assert connections and all(isinstance(c.transport, HeadWithFirstPart) for c in connections)
