@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import socket
@@ -13,6 +14,7 @@ import uvicorn
 
 from pytest_llmperf.emulator.app import EmulatorApp
 from pytest_llmperf.emulator.engine import DropConnection
+from pytest_llmperf.emulator.heads import heads_with_first_parts
 from pytest_llmperf.errors import LLMPerfError
 
 
@@ -46,12 +48,27 @@ def _stack(own_process: bool) -> tuple[str, str]:
     return http, loop
 
 
+def _protocol(http: str) -> type[asyncio.Protocol]:
+    """uvicorn's protocol class for the parser ``http``, each response's head written with the
+    first part of its body (:mod:`.heads`)."""
+    base: type[asyncio.Protocol]
+    if http == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base = HttpToolsProtocol
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        base = H11Protocol
+    return heads_with_first_parts(base)
+
+
 def _config(app: EmulatorApp, log_level: str, own_process: bool = False) -> uvicorn.Config:
     logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
     http, loop = _stack(own_process)
     return uvicorn.Config(
         app,
-        http=http,
+        http=_protocol(http),
         loop=loop,
         log_level=log_level,
         lifespan="on",
