@@ -31,13 +31,13 @@ class GapSummary:
     def of(cls, gaps: Sequence[float]) -> GapSummary | None:
         if not gaps:
             return None
-        ordered = sorted(gaps)  # once, for both quantiles
+        ordered = sorted(gaps)  # once, for both quantiles and the largest
         return cls(
             len(ordered),
             sum(gaps) / len(gaps),
             sorted_quantile(ordered, 0.5),
             sorted_quantile(ordered, 0.95),
-            max(gaps),
+            ordered[-1],
         )
 
 
