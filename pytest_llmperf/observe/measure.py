@@ -192,7 +192,7 @@ class Exchange:
         self.fresh = False
         content = self.content
         found = _field(_MODEL, b'"model"', content)
-        self.model = found.group(1).decode("utf-8", errors="replace") if found else ""
+        self.model = found.group(1).decode("utf-8", "replace") if found else ""
         flag = _field(_STREAM, b'"stream"', content)
         if flag is None:  # Ollama streams unless told not to; OpenAI does not
             self.stream = self.api == "ollama" and self.kind != "embed"

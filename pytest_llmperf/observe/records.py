@@ -32,9 +32,10 @@ class GapSummary:
         if not gaps:
             return None
         ordered = sorted(gaps)  # once, for both quantiles and the largest
+        count = len(ordered)
         return cls(
-            len(ordered),
-            sum(gaps) / len(gaps),
+            count,
+            sum(gaps) / count,
             sorted_quantile(ordered, 0.5),
             sorted_quantile(ordered, 0.95),
             ordered[-1],
