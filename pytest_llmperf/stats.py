@@ -13,9 +13,12 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 def sorted_quantile(ordered: Sequence[float], q: float) -> float:
     """:func:`quantile` of values already in order."""
-    if len(ordered) == 1:
+    last = len(ordered) - 1
+    if not last:
         return ordered[0]
-    position = q * (len(ordered) - 1)
+    position = q * last
     low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    below = ordered[low]
+    if low == last:  # q == 1: nothing above to interpolate towards
+        return below
+    return below + (ordered[low + 1] - below) * (position - low)

@@ -34,6 +34,7 @@ from pytest_llmperf.client.protocol import (
     from_openai,
 )
 from pytest_llmperf.observe.records import CallRecord, GapSummary
+from pytest_llmperf.observe.scan import newlines, newlines_each
 
 perf_counter = time.perf_counter
 
@@ -191,7 +192,7 @@ class Exchange:
         self.fresh = False
         content = self.content
         found = _field(_MODEL, b'"model"', content)
-        self.model = found.group(1).decode("utf-8", errors="replace") if found else ""
+        self.model = found.group(1).decode("utf-8", "replace") if found else ""
         flag = _field(_STREAM, b'"stream"', content)
         if flag is None:  # Ollama streams unless told not to; OpenAI does not
             self.stream = self.api == "ollama" and self.kind != "embed"
@@ -217,18 +218,21 @@ class Exchange:
         if bytes(map(_LAST_BYTE, parts)) != _NEWLINES[:count]:
             return False
         data = b"".join(parts)
-        lines = data.count(b"\n")
-        last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
+        lines = newlines(data)
+        cut = data.rfind(b"\n", 0, len(data) - 1) + 1  # where the last line starts
+        last = data[cut:]
         done = b'"done":true' in last
         # each line a chunk on its way (its "done" false), but the last, which may be the
         # done line; no error
         if data.count(b'"done":false') != lines - done or b'"error"' in data:
             return False
-        # each is a text chunk, but for an empty text field (usually only the done line's)
+        # each is a text chunk; only the last line (the done line) may have an empty field,
+        # and is not one if its text field is empty
         text = lines
-        empties = data.count(b'":""')
-        if empties:
-            if not done or last.count(b'":""') != empties:
+        if data.find(b'":""', 0, cut) >= 0:
+            return False
+        if b'":""' in last:
+            if not done:
                 return False
             if b'"response":""' in last or b'"content":""' in last:
                 text -= 1
@@ -243,9 +247,7 @@ class Exchange:
                 self.text_ends += itertools.islice(ends, 1, None)
             return True
         # lines gathered into chunks: each line came with the chunk that holds it
-        each = itertools.chain.from_iterable(
-            itertools.repeat(now, part.count(b"\n")) for part, now in zip(parts, times, strict=True)
-        )
+        each = itertools.chain.from_iterable(map(itertools.repeat, times, newlines_each(parts)))
         self.text_times += itertools.islice(each, text)
         if self.recorded is not None:
             found = _LINE_END.finditer(data)

@@ -129,7 +129,11 @@ class _Point:
             host = origin(*key)
             if len(_ORIGINS) < 4096:  # (a bound, for a process that calls many hosts)
                 _ORIGINS[key] = host
-        return Exchange(match, host, _content(request), sink, source)
+        try:
+            content: bytes = request.content
+        except Exception:  # a streamed body that was not read: no model or digest to take
+            content = b""
+        return Exchange(match, host, content, sink, source)
 
     def routes(self) -> Routes:
         """The LLM routes: the observer's (with its prefixes), or the known ones."""
@@ -288,14 +292,6 @@ def _async_send(point: _Point, send: Any, hx: ModuleType) -> Any:
         return await point.send_async(self, request, send, hx)
 
     return handle_async_request
-
-
-def _content(request: Any) -> bytes:
-    try:
-        content: bytes = request.content
-    except Exception:  # a streamed body that was not read: no model or digest to take
-        return b""
-    return content
 
 
 def _outcome(exc: BaseException, hx: ModuleType) -> str:

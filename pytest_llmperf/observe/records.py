@@ -31,13 +31,14 @@ class GapSummary:
     def of(cls, gaps: Sequence[float]) -> GapSummary | None:
         if not gaps:
             return None
-        ordered = sorted(gaps)  # once, for both quantiles
+        ordered = sorted(gaps)  # once, for both quantiles and the largest
+        count = len(ordered)
         return cls(
-            len(ordered),
-            sum(gaps) / len(gaps),
+            count,
+            sum(gaps) / count,
             sorted_quantile(ordered, 0.5),
             sorted_quantile(ordered, 0.95),
-            max(gaps),
+            ordered[-1],
         )
 
 

@@ -19,50 +19,72 @@ perf_counter = time.perf_counter
 
 
 class _Watched:
-    """A watched body; as a context manager, the span of its reading (ended how it ends)."""
+    """A watched body: the exchange ends when it has been read, closed or failed.
+
+    (Spelt as ``try`` blocks rather than a context manager: a ``with`` costs two calls a
+    reading and a closing, and every answer has one of each.)
+    """
 
     def __init__(self, inner: Any, exchange: Exchange, hx: ModuleType) -> None:
         self.inner = inner
         self.exchange = exchange
         self.hx = hx
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
-        if kind is None:
-            self.exchange.finish()  # read to its end
-        elif isinstance(exc, self.hx.TimeoutException):
+    def failed(self, exc: BaseException) -> None:
+        """Reading or closing the body raised ``exc``: the exchange ends as it did."""
+        if isinstance(exc, self.hx.TimeoutException):
             self.exchange.finish("timeout", exc)
         elif isinstance(exc, Exception):
             self.exchange.finish("error", exc)
         # else GeneratorExit, from a client that stopped reading: its close() decides
 
+    def closed(self) -> None:
+        if not self.exchange.ended:  # closed early: the exchange ends here
+            self.exchange.finish()
+
 
 class _SyncWatched(_Watched):
     def __iter__(self) -> Iterator[bytes]:
-        arrived = self.exchange.arrived
-        with self:
+        exchange = self.exchange
+        arrived = exchange.arrived
+        try:
             for part in self.inner:
                 arrived(part, perf_counter())
                 yield part
+        except BaseException as exc:
+            self.failed(exc)
+            raise
+        exchange.finish()  # read to its end
 
     def close(self) -> None:
-        with self:  # closed early: the exchange ends here
+        try:
             self.inner.close()
+        except BaseException as exc:
+            self.failed(exc)
+            raise
+        self.closed()
 
 
 class _AsyncWatched(_Watched):
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        arrived = self.exchange.arrived
-        with self:
+        exchange = self.exchange
+        arrived = exchange.arrived
+        try:
             async for part in self.inner:
                 arrived(part, perf_counter())
                 yield part
+        except BaseException as exc:
+            self.failed(exc)
+            raise
+        exchange.finish()  # read to its end
 
     async def aclose(self) -> None:
-        with self:  # closed early: the exchange ends here
+        try:
             await self.inner.aclose()
+        except BaseException as exc:
+            self.failed(exc)
+            raise
+        self.closed()
 
 
 class _Types:
