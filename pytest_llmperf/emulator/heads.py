@@ -4,7 +4,9 @@ uvicorn writes a response's status line and headers to the socket as soon as the
 the response, and its body in a write of its own. A streamed answer's head and first token
 then cost two system calls and wake the client twice: on a busy machine the client, woken by
 the head, can take the core from the server before the first token is written. Ollama's
-server (Go's net/http) buffers the head and sends it with the first chunk it flushes.
+server (Go's net/http) buffers the head and sends it with the first chunk it flushes, and
+so does this one. (On a quiet machine the time to the first token measured the same either
+way, within the noise: ``benchmarks/bench_real_model.py``, the README's figures.)
 
 :func:`heads_with_first_parts` makes a uvicorn HTTP protocol class whose connections hold a
 response's head until the next write (the body's first part), or until the event loop's next
