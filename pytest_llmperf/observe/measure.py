@@ -34,7 +34,7 @@ from pytest_llmperf.client.protocol import (
     from_openai,
 )
 from pytest_llmperf.observe.records import CallRecord, GapSummary
-from pytest_llmperf.observe.scan import newlines, newlines_each
+from pytest_llmperf.observe.scan import newlines
 
 perf_counter = time.perf_counter
 
@@ -247,7 +247,7 @@ class Exchange:
                 self.text_ends += itertools.islice(ends, 1, None)
             return True
         # lines gathered into chunks: each line came with the chunk that holds it
-        each = itertools.chain.from_iterable(map(itertools.repeat, times, newlines_each(parts)))
+        each = itertools.chain.from_iterable(map(itertools.repeat, times, map(newlines, parts)))
         self.text_times += itertools.islice(each, text)
         if self.recorded is not None:
             found = _LINE_END.finditer(data)

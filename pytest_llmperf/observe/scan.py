@@ -8,8 +8,6 @@ a fraction of the time. On a stream of short lines that is the difference that s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
 _NEWLINE = b"\n"
 _NOTHING = b""
 
@@ -17,8 +15,3 @@ _NOTHING = b""
 def newlines(data: bytes) -> int:
     """How many ``\\n`` ``data`` holds (``data.count(b"\\n")``, found faster)."""
     return len(data) - len(data.replace(_NEWLINE, _NOTHING))
-
-
-def newlines_each(parts: Iterable[bytes]) -> Iterator[int]:
-    """:func:`newlines` of each of ``parts``, in order."""
-    return (len(part) - len(part.replace(_NEWLINE, _NOTHING)) for part in parts)
