@@ -171,7 +171,8 @@ class LlamaCppBackend:
                 if isinstance(event, Finished):
                     # Free the model before the answer ends, so the client's next request
                     # finds it free (and runs inline again).
-                    free = self._free(steps, cpu, count)
+                    self._free(steps, cpu, count)
+                    free = True
                     yield event
                     return
                 yield event
@@ -182,13 +183,12 @@ class LlamaCppBackend:
             if not free:
                 self._free(steps, cpu, count)
 
-    def _free(self, steps: Steps, cpu: float, count: int) -> bool:
+    def _free(self, steps: Steps, cpu: float, count: int) -> None:
         """The end of a request on the model: keep its steps' mean CPU time, release it."""
         if count:  # a preempted step is not slow: CPU time, not wall time
             self._step_s = (time.thread_time() - cpu) / count
         steps.close()
         self._busy.release()
-        return True
 
     async def _in_worker(
         self, steps: Steps, pacing: backends.Pacing
