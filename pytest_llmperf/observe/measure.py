@@ -52,7 +52,7 @@ LLM_ROUTES: Mapping[str, tuple[Kind, Api]] = {
 MAX_KEPT = 64 * 1024 * 1024  # the most of a whole body kept to read its statistics from
 BATCH = 1024  # chunks of an answer kept before they are read (the rest: when it ends)
 _LAST_BYTE = operator.itemgetter(-1)
-_NEWLINES = b"\n" * BATCH
+_ONLY_NEWLINE = {ord("\n")}  # the last bytes of parts that each end a line
 _LINE_END = re.compile(b"\n")
 
 Sink = Callable[[CallRecord], None]
@@ -135,7 +135,8 @@ class Exchange:
         self.last: float | None = None  # when the latest chunk already read came
         self.ended = False
         self.fresh = True  # the request's fields not read yet
-        self.final: Mapping[str, Any] | None = None
+        # the server's statistics: the final chunk, or read off its text
+        self.final: Mapping[str, Any] | ServerStats | None = None
         self.error: str | None = None
 
     # --- what the transport tells -------------------------------------------------------
@@ -179,8 +180,9 @@ class Exchange:
         if not parts:
             return
         self.last = times[-1]
-        lines = self.stream and self.status == 200 and self.openai is None
-        if not (lines and self._compact_lines(parts, times)):
+        if not self.stream or self.status != 200:  # a whole body (or an error's): kept
+            self._keep(parts)
+        elif self.openai is not None or not self._compact_lines(parts, times):
             for part, now in zip(parts, times, strict=True):
                 self._look(part, now)
         parts.clear()  # (arrived() appends to these lists)
@@ -191,13 +193,12 @@ class Exchange:
         # body holds the whole conversation); in JSON text a quote inside a string is escaped
         self.fresh = False
         content = self.content
-        found = _field(_MODEL, b'"model"', content)
-        self.model = found.group(1).decode("utf-8", "replace") if found else ""
-        flag = _field(_STREAM, b'"stream"', content)
+        self.model = _model(content)
+        flag = _stream(content)
         if flag is None:  # Ollama streams unless told not to; OpenAI does not
             self.stream = self.api == "ollama" and self.kind != "embed"
         else:
-            self.stream = flag.group(1) == b"true"
+            self.stream = flag
         self.digest = blake2b(content, digest_size=8).hexdigest() if content else None
         self.openai = OpenAIStream(self.kind, self.model) if self.api == "openai" else None
         self.position = 0  # bytes of the body read so far
@@ -215,7 +216,7 @@ class Exchange:
         if self.partial or not all(parts):
             return False
         count = len(parts)
-        if bytes(map(_LAST_BYTE, parts)) != _NEWLINES[:count]:
+        if set(map(_LAST_BYTE, parts)) != _ONLY_NEWLINE:
             return False
         data = b"".join(parts)
         lines = newlines(data)
@@ -223,8 +224,9 @@ class Exchange:
         last = data[cut:]
         done = b'"done":true' in last
         # each line a chunk on its way (its "done" false), but the last, which may be the
-        # done line; no error
-        if data.count(b'"done":false') != lines - done or b'"error"' in data:
+        # done line. An error line ({"error":...}, which has no "done") breaks that count, so
+        # only the last line, which may hold "done":true, is looked at for an error
+        if data.count(b'"done":false') != lines - done or b'"error":' in last:
             return False
         # each is a text chunk; only the last line (the done line) may have an empty field,
         # and is not one if its text field is empty
@@ -254,14 +256,17 @@ class Exchange:
             self.text_ends += (start + match.end() for match in itertools.islice(found, text))
         return True
 
+    def _keep(self, parts: list[bytes]) -> None:
+        """Keep the parts of a whole body, up to :data:`MAX_KEPT`, to read when it ends."""
+        size = sum(map(len, parts)) if len(parts) > 1 else len(parts[0])
+        self.position += size
+        if self.kept < MAX_KEPT:
+            self.body += parts
+            self.kept += size
+
     def _look(self, part: bytes, now: float) -> None:
         start = self.position
         self.position = start + len(part)
-        if not self.stream or self.status != 200:
-            if self.kept < MAX_KEPT:
-                self.body.append(part)
-                self.kept += len(part)
-            return
         if not self.partial and part.endswith(b"\n") and part.count(b"\n") == 1:
             self._line(part, now, self.position)  # one whole line: the common case
             return
@@ -342,14 +347,15 @@ class Exchange:
     # --- the record -----------------------------------------------------------------------
 
     def _record(self, outcome: str, end: float) -> CallRecord:
-        final = self.final or {}
+        final = self.final
+        stats = final if isinstance(final, ServerStats) else ServerStats.of(final or {})
         times = self.text_times
         started = self.started
         total, timing = end - started, "live"
         if self.recorded is not None:
             times, total = self._recorded_times()
             started, timing = 0.0, "recorded"
-        output = final.get("eval_count")
+        output = stats.eval_count
         if output is None and self.stream and times:
             output = len(times)
         gaps = list(map(operator.sub, times[1:], times)) if len(times) > 1 else None
@@ -366,7 +372,7 @@ class Exchange:
             times[0] - started if times else None,
             GapSummary.of(gaps) if gaps else None,
             output,
-            ServerStats.of(final),
+            stats,
             None,
             0,
             (),
@@ -425,7 +431,30 @@ def _field(pattern: re.Pattern[bytes], key: bytes, content: bytes) -> re.Match[b
     return pattern.match(content, at) or pattern.search(content, at + 1)
 
 
-def _statistics(data: bytes) -> dict[str, Any]:
+def _model(content: bytes) -> str:
+    """The request's ``model``: in compact JSON (as clients send it) two finds, else a search."""
+    at = content.find(b'"model":"') + 9
+    if at > 8:
+        end = content.find(b'"', at)
+        if end > 0 and content.find(b"\\", at, end) < 0:  # no escaped character in it
+            return content[at:end].decode("utf-8", "replace")
+    found = _field(_MODEL, b'"model"', content)
+    return found.group(1).decode("utf-8", "replace") if found else ""
+
+
+def _stream(content: bytes) -> bool | None:
+    """The request's ``stream`` flag, or ``None`` where it has none."""
+    at = content.find(b'"stream":') + 9
+    if at > 8:
+        if content.startswith(b"false", at):
+            return False
+        if content.startswith(b"true", at):
+            return True
+    flag = _field(_STREAM, b'"stream"', content)
+    return None if flag is None else flag.group(1) == b"true"
+
+
+def _statistics(data: bytes) -> ServerStats:
     """The ``done`` chunk's statistics, read off its text (its token ``context`` can be a long
     list of numbers, which a parse would turn into objects for nothing)."""
     at = data.rfind(b'"total_duration":')
@@ -433,21 +462,16 @@ def _statistics(data: bytes) -> dict[str, Any]:
     if found is None:  # not in Ollama's order: each where it is, after the "done" key
         start = data.rfind(b'"done"')  # (they follow it in Ollama's order and in sorted order)
         pairs = _STATISTIC.findall(data, max(start, 0))
-        stats = {key.decode(): int(value) for key, value in pairs}
-        stats["done"] = True
-        return stats
+        return ServerStats.of({key.decode(): int(value) for key, value in pairs})
     total, load, prompt_count, prompt, count, generation = found.groups()
-    stats = {
-        "total_duration": int(total),
-        "prompt_eval_count": int(prompt_count),
-        "prompt_eval_duration": int(prompt),
-        "eval_count": int(count),
-        "eval_duration": int(generation),
-        "done": True,
-    }
-    if load is not None:
-        stats["load_duration"] = int(load)
-    return stats
+    return ServerStats(  # ServerStats.of, without a dict between
+        int(total) / 1e9,
+        None if load is None else int(load) / 1e9,
+        int(prompt_count),
+        int(prompt) / 1e9,
+        int(count),
+        int(generation) / 1e9,
+    )
 
 
 def _object(data: bytes) -> dict[str, Any]:

@@ -75,6 +75,45 @@ def test_an_error_line_in_the_stream_is_an_error() -> None:
     assert (got[0].outcome, got[0].error) == ("error", "model ran out of memory")
 
 
+@pytest.mark.parametrize(
+    "last",
+    [
+        line(error="model ran out of memory") + line(response="b", done=False) + FINAL,
+        line(error="model ran out of memory", done=True),
+    ],
+    ids=["between-text-lines", "with-done"],
+)
+def test_an_error_line_gathered_with_others_into_one_chunk_is_an_error(last: bytes) -> None:
+    got: list[CallRecord] = []
+    ex = exchange(GENERATE, {"model": "m", "prompt": "hi"}, got)
+    ex.answered(200, {})
+    feed(ex, [line(response="a", done=False), line(response="a", done=False) + last], [0.1, 0.2])
+    ex.finish()
+    assert (got[0].outcome, got[0].error) == ("error", "model ran out of memory")
+
+
+@pytest.mark.parametrize(
+    ("body", "model", "stream"),
+    [
+        (b'{"model":"m:1b","prompt":"hi","stream":false}', "m:1b", False),
+        (b'{"model": "m:1b", "prompt": "hi", "stream": true}', "m:1b", True),
+        (b'{"prompt":"hi","model":"a\\"b","stream":true}', 'a\\"b', True),
+        (b'{"stream":null,"model":"m","options":{"stream":false}}', "m", False),
+        (b'{"model":"m","prompt":"hi"}', "m", True),
+    ],
+    ids=["compact", "spaced", "escaped-quote", "flag-not-true-or-false", "no-flag"],
+)
+def test_the_model_and_stream_flag_are_read_off_the_request(
+    body: bytes, model: str, stream: bool
+) -> None:
+    got: list[CallRecord] = []
+    ex = Exchange(GENERATE, "http://127.0.0.1:11434", body, got.append, "t")
+    ex.answered(200, {})
+    feed(ex, [FINAL if stream else FINAL[:-1]], [0.1])
+    ex.finish()
+    assert (got[0].model, got[0].stream, got[0].outcome) == (model, stream, "ok")
+
+
 def test_a_stream_closed_before_its_end_is_cancelled() -> None:
     got: list[CallRecord] = []
     ex = exchange(GENERATE, {"model": "m", "prompt": "hi"}, got)
