@@ -16,18 +16,32 @@ server is another process, so this ratio leaves its work out: it is the stricter
 
     .venv/bin/python benchmarks/bench_observe.py [--rounds 15] [--calls 200] [--tokens 32]
     .venv/bin/python benchmarks/bench_observe.py --instructions [--calls 100]
+    .venv/bin/python benchmarks/bench_observe.py --replayed [--calls 100]
+
+The loopback count moves by some 10-15k instructions a call from run to run, because how
+the client's reads fall (how many lines each read brings) depends on timing, and under
+callgrind the client is slow enough for the server's writes to gather. ``--replayed`` takes
+timing out: the same client and httpx's own ``HTTPTransport`` run on an answer the emulator
+gave once, handed to httpx by a stand-in for its connection pool in fixed reads (the whole
+body in one read; a stream in one read, and a line a read as Ollama sends them), so the
+counts move by a few thousand a call, not tens of thousands. The socket is left out, and
+with it about half of what the client process does a call on loopback, so these ratios are
+stricter than the loopback ones: use them to compare two versions of the code.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import httpcore
+import httpx
 import ollama
 from bench_client import callgrind, emulator
 from serving import no_delay_model
@@ -91,6 +105,94 @@ def child(args: argparse.Namespace) -> int:
         stop()
     client.close()
     return 0
+
+
+class Replayed:
+    """A stand-in for httpx's connection pool: every request gets the same reads back."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = reads
+
+    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
+        for _ in request.stream:  # type: ignore[union-attr]  # the body is sent
+            pass
+        return httpcore.Response(200, content=iter(self.reads))
+
+    def close(self) -> None:
+        pass
+
+
+SHAPES = ("whole", "stream, one read", "stream, a line a read")
+
+
+def answers(url: str, folder: Path) -> Path:
+    """The emulator's answer to the benchmark's call, whole and streamed, in each shape."""
+    with httpx.Client(base_url=url) as client:
+        bodies = [
+            client.post(
+                "/api/generate",
+                json={"model": MODEL, "prompt": "hi", "stream": stream, "options": SEEDED},
+            ).content
+            for stream in (False, True)
+        ]
+    shapes = {
+        "whole": [bodies[0]],
+        "stream, one read": [bodies[1]],
+        "stream, a line a read": bodies[1].splitlines(keepends=True),
+    }
+    path = folder / "answers.json"
+    path.write_text(
+        json.dumps({key: [read.decode() for read in reads] for key, reads in shapes.items()}),
+        encoding="utf-8",
+    )
+    return path
+
+
+def replayed_child(args: argparse.Namespace) -> int:
+    """One measured process on replayed reads: ``--calls`` calls, observed or not."""
+    gc.disable()
+    reads = json.loads(Path(args.child_answers).read_text(encoding="utf-8"))[args.child_shape]
+    transport = httpx.HTTPTransport()
+    transport._pool = Replayed([read.encode() for read in reads])  # type: ignore[assignment]
+    client = ollama.Client(host="http://127.0.0.1:11434", transport=transport)
+    stream = args.child_shape != "whole"
+    timed(client, 5, stream)
+    collect = Collect()
+    stop = start_observing(collect) if args.child == "observed" else None
+    timed(client, args.calls, stream)
+    if stop is not None:
+        stop()
+        if len(collect.records) != args.calls or collect.records[-1].outcome != "ok":
+            raise SystemExit(f"{len(collect.records)} records for {args.calls} calls")
+    client.close()
+    return 0
+
+
+def count_replayed(args: argparse.Namespace) -> int:
+    verdicts = []
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        with emulator(profiles(folder, args.tokens), 0.0, 1) as url:
+            path = answers(url, folder)
+        for shape in SHAPES:
+            per_call = {}
+            for mode in ("bare", "observed"):
+                argv = [__file__, "--child", mode, "--child-answers", str(path)]
+                argv += ["--child-shape", shape, "--calls"]
+                once = callgrind([*argv, str(args.calls)])
+                more = callgrind([*argv, str(3 * args.calls)])
+                per_call[mode] = (more - once) / (2 * args.calls)
+            bare, observed = per_call["bare"], per_call["observed"]
+            ratio = observed / bare
+            print(
+                f"{shape}: client instructions per call, bare {bare:,.0f}, observed "
+                f"{observed:,.0f} (+{observed - bare:,.0f}): ratio {ratio:.4f}",
+                flush=True,
+            )
+            verdicts.append((shape, ratio))
+    for shape, ratio in verdicts:
+        print(f"{'PASS' if ratio <= TARGET else 'FAIL'}: {shape} {ratio:.4f} (target <= {TARGET})")
+    return 1 if any(ratio > TARGET for _, ratio in verdicts) else 0
 
 
 def instructions(url: str, mode: str, calls: int, stream: bool) -> int:
@@ -167,10 +269,17 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--instructions", action="store_true", help="count, with callgrind")
+    parser.add_argument(
+        "--replayed", action="store_true", help="count, with callgrind, on replayed reads"
+    )
     parser.add_argument("--child", choices=["bare", "observed"], help=argparse.SUPPRESS)
     parser.add_argument("--child-url", help=argparse.SUPPRESS)
     parser.add_argument("--child-stream", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-answers", help=argparse.SUPPRESS)
+    parser.add_argument("--child-shape", choices=SHAPES, help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.child:
-        sys.exit(child(parsed))
+        sys.exit(replayed_child(parsed) if parsed.child_answers else child(parsed))
+    if parsed.replayed:
+        sys.exit(count_replayed(parsed))
     sys.exit(count(parsed) if parsed.instructions else main(parsed))
