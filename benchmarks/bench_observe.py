@@ -99,10 +99,19 @@ def child(args: argparse.Namespace) -> int:
     client = ollama.Client(host=args.child_url)
     for _ in range(5):  # warm: the connection, and what the first calls import
         client.generate(MODEL, "hi", options=SEEDED)
-    stop = start_observing(Collect()) if args.child == "observed" else None
-    timed(client, args.calls, args.child_stream)
+    return measured(client, args, args.child_stream)
+
+
+def measured(client: ollama.Client, args: argparse.Namespace, stream: bool) -> int:
+    """A child's counted part: ``--calls`` calls, observed or not; each observed call must
+    give its record."""
+    collect = Collect()
+    stop = start_observing(collect) if args.child == "observed" else None
+    timed(client, args.calls, stream)
     if stop is not None:
         stop()
+        if len(collect.records) != args.calls or collect.records[-1].outcome != "ok":
+            raise SystemExit(f"{len(collect.records)} records for {args.calls} calls")
     client.close()
     return 0
 
@@ -157,15 +166,7 @@ def replayed_child(args: argparse.Namespace) -> int:
     client = ollama.Client(host="http://127.0.0.1:11434", transport=transport)
     stream = args.child_shape != "whole"
     timed(client, 5, stream)
-    collect = Collect()
-    stop = start_observing(collect) if args.child == "observed" else None
-    timed(client, args.calls, stream)
-    if stop is not None:
-        stop()
-        if len(collect.records) != args.calls or collect.records[-1].outcome != "ok":
-            raise SystemExit(f"{len(collect.records)} records for {args.calls} calls")
-    client.close()
-    return 0
+    return measured(client, args, stream)
 
 
 def count_replayed(args: argparse.Namespace) -> int:
@@ -175,29 +176,34 @@ def count_replayed(args: argparse.Namespace) -> int:
         with emulator(profiles(folder, args.tokens), 0.0, 1) as url:
             path = answers(url, folder)
         for shape in SHAPES:
-            per_call = {}
-            for mode in ("bare", "observed"):
-                argv = [__file__, "--child", mode, "--child-answers", str(path)]
-                argv += ["--child-shape", shape, "--calls"]
-                once = callgrind([*argv, str(args.calls)])
-                more = callgrind([*argv, str(3 * args.calls)])
-                per_call[mode] = (more - once) / (2 * args.calls)
-            bare, observed = per_call["bare"], per_call["observed"]
-            ratio = observed / bare
-            print(
-                f"{shape}: client instructions per call, bare {bare:,.0f}, observed "
-                f"{observed:,.0f} (+{observed - bare:,.0f}): ratio {ratio:.4f}",
-                flush=True,
-            )
-            verdicts.append((shape, ratio))
-    for shape, ratio in verdicts:
-        print(f"{'PASS' if ratio <= TARGET else 'FAIL'}: {shape} {ratio:.4f} (target <= {TARGET})")
+            argv = [__file__, "--child-answers", str(path), "--child-shape", shape]
+            verdicts.append((shape, compared(shape, argv, args.calls)))
+    return judged(verdicts)
+
+
+def compared(kind: str, argv: list[str], calls: int) -> float:
+    """Observed over bare instructions a call for the child ``argv``: each mode counted at
+    ``calls`` and 3x ``calls`` calls, and the difference taken (start-up left out)."""
+    per_call = {}
+    for mode in ("bare", "observed"):
+        counted = [*argv, "--child", mode, "--calls"]
+        once = callgrind([*counted, str(calls)])
+        more = callgrind([*counted, str(3 * calls)])
+        per_call[mode] = (more - once) / (2 * calls)
+    bare, observed = per_call["bare"], per_call["observed"]
+    ratio = observed / bare
+    print(
+        f"{kind}: client instructions per call, bare {bare:,.0f}, observed "
+        f"{observed:,.0f} (+{observed - bare:,.0f}): ratio {ratio:.4f}",
+        flush=True,
+    )
+    return ratio
+
+
+def judged(verdicts: list[tuple[str, float]]) -> int:
+    for kind, ratio in verdicts:
+        print(f"{'PASS' if ratio <= TARGET else 'FAIL'}: {kind} {ratio:.4f} (target <= {TARGET})")
     return 1 if any(ratio > TARGET for _, ratio in verdicts) else 0
-
-
-def instructions(url: str, mode: str, calls: int, stream: bool) -> int:
-    child = [__file__, "--child", mode, "--child-url", url, "--calls", str(calls)]
-    return callgrind(child + (["--child-stream"] if stream else []))
 
 
 def count(args: argparse.Namespace) -> int:
@@ -207,21 +213,10 @@ def count(args: argparse.Namespace) -> int:
         emulator(profiles(Path(name), args.tokens), 0.0, 1) as url,
     ):
         for stream in (False, True):
-            per_call = {}
-            for mode in ("bare", "observed"):
-                once = instructions(url, mode, args.calls, stream)
-                more = instructions(url, mode, 3 * args.calls, stream)
-                per_call[mode] = (more - once) / (2 * args.calls)
-            ratio = per_call["observed"] / per_call["bare"]
+            argv = [__file__, "--child-url", url] + (["--child-stream"] if stream else [])
             kind = "streamed" if stream else "whole"
-            print(
-                f"{kind}: client instructions per call, bare {per_call['bare']:,.0f}, "
-                f"observed {per_call['observed']:,.0f}: ratio {ratio:.4f}"
-            )
-            verdicts.append((kind, ratio))
-    for kind, ratio in verdicts:
-        print(f"{'PASS' if ratio <= TARGET else 'FAIL'}: {kind} {ratio:.4f} (target <= {TARGET})")
-    return 1 if any(ratio > TARGET for _, ratio in verdicts) else 0
+            verdicts.append((kind, compared(kind, argv, args.calls)))
+    return judged(verdicts)
 
 
 def main(args: argparse.Namespace) -> int:
