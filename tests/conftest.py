@@ -11,10 +11,11 @@ from typing import Any, NoReturn
 # pytester's in-process runs drop the modules first imported inside them, and some of what
 # the plugin imports lazily cannot be imported twice: httpx keeps a map of httpcore's
 # exception classes from its first use, and C extensions (PyYAML's, and numpy's, which
-# redis imports) refuse a second load. fakeredis, httpcore, redis and vcr's YAML serializer
-# are imported here, once, before any inner run.
+# redis imports) refuse a second load. fakeredis, httpcore (and httpcore2, httpx2's), redis
+# and vcr's YAML serializer are imported here, once, before any inner run.
 import fakeredis  # noqa: F401
 import httpcore  # noqa: F401
+import httpcore2  # noqa: F401
 import httpx
 import pytest
 import redis  # noqa: F401

@@ -54,6 +54,7 @@ BATCH = 1024  # chunks of an answer kept before they are read (the rest: when it
 _LAST_BYTE = operator.itemgetter(-1)
 _ONLY_NEWLINE = {ord("\n")}  # the last bytes of parts that each end a line
 _LINE_END = re.compile(b"\n")
+_WITHOUT_LINE_ENDS = operator.methodcaller("replace", b"\n", b"")
 
 Sink = Callable[[CallRecord], None]
 
@@ -95,6 +96,7 @@ class Exchange:
         "error",
         "final",
         "fresh",
+        "gathered",
         "host",
         "kept",
         "kind",
@@ -206,6 +208,7 @@ class Exchange:
         self.body: list[bytes] = []  # a whole answer (or an error's body), kept to read
         self.kept = 0
         self.text_times: list[float] = []  # when each text chunk came
+        self.gathered = False  # whether some of them came together in one read
         self.text_ends: list[int] = []  # the body's byte just after each text chunk
 
     def _compact_lines(self, parts: list[bytes], times: list[float]) -> bool:
@@ -222,21 +225,21 @@ class Exchange:
         lines = newlines(data)
         cut = data.rfind(b"\n", 0, len(data) - 1) + 1  # where the last line starts
         last = data[cut:]
-        done = b'"done":true' in last
+        done = last.find(b'"done":true') >= 0
         # each line a chunk on its way (its "done" false), but the last, which may be the
         # done line. An error line ({"error":...}, which has no "done") breaks that count, so
         # only the last line, which may hold "done":true, is looked at for an error
-        if data.count(b'"done":false') != lines - done or b'"error":' in last:
+        if data.count(b'"done":false') != lines - done or last.find(b'"error":') >= 0:
             return False
         # each is a text chunk; only the last line (the done line) may have an empty field,
         # and is not one if its text field is empty
         text = lines
         if data.find(b'":""', 0, cut) >= 0:
             return False
-        if b'":""' in last:
+        if last.find(b'":""') >= 0:
             if not done:
                 return False
-            if b'"response":""' in last or b'"content":""' in last:
+            if last.find(b'"response":""') >= 0 or last.find(b'"content":""') >= 0:
                 text -= 1
         if done:
             self.final = _statistics(last)
@@ -249,8 +252,8 @@ class Exchange:
                 self.text_ends += itertools.islice(ends, 1, None)
             return True
         # lines gathered into chunks: each line came with the chunk that holds it
-        each = itertools.chain.from_iterable(map(itertools.repeat, times, map(newlines, parts)))
-        self.text_times += itertools.islice(each, text)
+        self.gathered = True
+        self.text_times += _line_times(parts, times, text)
         if self.recorded is not None:
             found = _LINE_END.finditer(data)
             self.text_ends += (start + match.end() for match in itertools.islice(found, text))
@@ -291,15 +294,17 @@ class Exchange:
         # Ollama's lines: a chunk on its way (compact JSON, as Ollama and the emulator write
         # it) is a text chunk unless its text field is empty; the last line (done), an error
         # and JSON of another spacing are parsed
-        if b'"error"' not in line:
-            if b'"done":false' in line:
-                if b'":""' in line and (b'"response":""' in line or b'"content":""' in line):
+        if line.find(b'"error"') < 0:
+            if line.find(b'"done":false') >= 0:
+                if line.find(b'":""') >= 0 and (
+                    line.find(b'"response":""') >= 0 or line.find(b'"content":""') >= 0
+                ):
                     return
                 self.text_times.append(now)
                 self.text_ends.append(at)
                 return
-            if b'"done":true' in line:  # the statistics, without parsing the token context
-                if not (b'"response":""' in line or b'"content":""' in line):
+            if line.find(b'"done":true') >= 0:  # the statistics, without parsing the token context
+                if not (line.find(b'"response":""') >= 0 or line.find(b'"content":""') >= 0):
                     self.text_times.append(now)
                     self.text_ends.append(at)
                 self.final = _statistics(line)
@@ -326,8 +331,12 @@ class Exchange:
             return "error"
         if not self.stream:
             data = b"".join(self.body)
-            if self.openai is None and b'"error"' not in data:  # Ollama's, as usual
-                self.final = _statistics(data)
+            # Ollama's, as usual: its statistics end it (an error has none); or no error in it
+            stats = None if self.openai is not None else _in_order(data)
+            if stats is None and self.openai is None and data.find(b'"error"') < 0:
+                stats = _statistics(data)
+            if stats is not None:
+                self.final = stats
             else:
                 answer = _object(data)
                 if "error" in answer:
@@ -351,14 +360,13 @@ class Exchange:
         stats = final if isinstance(final, ServerStats) else ServerStats.of(final or {})
         times = self.text_times
         started = self.started
-        total, timing = end - started, "live"
-        if self.recorded is not None:
+        total, timing, gathered = end - started, "live", self.gathered
+        if self.recorded is not None:  # (a cassette's times need not be in order)
             times, total = self._recorded_times()
-            started, timing = 0.0, "recorded"
+            started, timing, gathered = 0.0, "recorded", False
         output = stats.eval_count
         if output is None and self.stream and times:
             output = len(times)
-        gaps = list(map(operator.sub, times[1:], times)) if len(times) > 1 else None
         return CallRecord(
             self.route,
             self.model,
@@ -370,7 +378,7 @@ class Exchange:
             self.wall,
             total,
             times[0] - started if times else None,
-            GapSummary.of(gaps) if gaps else None,
+            GapSummary.between(times, gathered) if len(times) > 1 else None,
             output,
             stats,
             None,
@@ -413,6 +421,7 @@ def origin(scheme: str, host: str, port: int | None) -> str:
 
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
 _STREAM = re.compile(rb'"stream"\s*:\s*(true|false)')
+_BACKSLASH, _T, _F = b"\\tf"
 _STATISTIC = re.compile(b'"(' + "|".join(STATISTICS).encode() + rb')"\s*:\s*(\d+)')
 
 
@@ -421,6 +430,16 @@ _OLLAMA_STATISTICS = re.compile(
     rb'"total_duration":(\d+)(?:,"load_duration":(\d+))?,"prompt_eval_count":(\d+),'
     rb'"prompt_eval_duration":(\d+),"eval_count":(\d+),"eval_duration":(\d+)[,}]'
 )
+
+
+def _line_times(parts: list[bytes], times: list[float], lines: int) -> Iterable[float]:
+    """The first ``lines`` lines' times: each line came with the chunk that holds it."""
+    if len(parts) == 1:
+        return itertools.repeat(times[0], lines)
+    # each chunk's line ends: its length less its length without them (memchr, not a count)
+    kept = map(len, map(_WITHOUT_LINE_ENDS, parts))
+    each = map(itertools.repeat, times, map(operator.sub, map(len, parts), kept))
+    return itertools.islice(itertools.chain.from_iterable(each), lines)
 
 
 def _field(pattern: re.Pattern[bytes], key: bytes, content: bytes) -> re.Match[bytes] | None:
@@ -436,7 +455,7 @@ def _model(content: bytes) -> str:
     at = content.find(b'"model":"') + 9
     if at > 8:
         end = content.find(b'"', at)
-        if end > 0 and content.find(b"\\", at, end) < 0:  # no escaped character in it
+        if end > 0 and content[end - 1] != _BACKSLASH:  # the quote that ends it, not an escaped one
             return content[at:end].decode("utf-8", "replace")
     found = _field(_MODEL, b'"model"', content)
     return found.group(1).decode("utf-8", "replace") if found else ""
@@ -445,11 +464,12 @@ def _model(content: bytes) -> str:
 def _stream(content: bytes) -> bool | None:
     """The request's ``stream`` flag, or ``None`` where it has none."""
     at = content.find(b'"stream":') + 9
-    if at > 8:
-        if content.startswith(b"false", at):
-            return False
-        if content.startswith(b"true", at):
+    if 8 < at < len(content):  # in JSON text, a value that starts with t or f is true or false
+        first = content[at]
+        if first == _T:
             return True
+        if first == _F:
+            return False
     flag = _field(_STREAM, b'"stream"', content)
     return None if flag is None else flag.group(1) == b"true"
 
@@ -457,20 +477,29 @@ def _stream(content: bytes) -> bool | None:
 def _statistics(data: bytes) -> ServerStats:
     """The ``done`` chunk's statistics, read off its text (its token ``context`` can be a long
     list of numbers, which a parse would turn into objects for nothing)."""
-    at = data.rfind(b'"total_duration":')
-    found = _OLLAMA_STATISTICS.match(data, at) if at >= 0 else None
-    if found is None:  # not in Ollama's order: each where it is, after the "done" key
+    stats = _in_order(data)
+    if stats is None:  # not in Ollama's order: each where it is, after the "done" key
         start = data.rfind(b'"done"')  # (they follow it in Ollama's order and in sorted order)
         pairs = _STATISTIC.findall(data, max(start, 0))
         return ServerStats.of({key.decode(): int(value) for key, value in pairs})
+    return stats
+
+
+def _in_order(data: bytes) -> ServerStats | None:
+    """The statistics as Ollama writes them, the last fields of an answer (found from its
+    end), or ``None`` where they are not there in that order."""
+    at = data.rfind(b'"total_duration":')
+    found = _OLLAMA_STATISTICS.match(data, at) if at >= 0 else None
+    if found is None:
+        return None
     total, load, prompt_count, prompt, count, generation = found.groups()
-    return ServerStats(  # ServerStats.of, without a dict between
-        int(total) / 1e9,
-        None if load is None else int(load) / 1e9,
+    return ServerStats(  # ServerStats.of, without a dict between (float() reads digits faster)
+        float(total) / 1e9,
+        None if load is None else float(load) / 1e9,
         int(prompt_count),
-        int(prompt) / 1e9,
+        float(prompt) / 1e9,
         int(count),
-        int(generation) / 1e9,
+        float(generation) / 1e9,
     )
 
 

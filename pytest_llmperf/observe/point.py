@@ -117,21 +117,28 @@ class _Point:
             return None
         observer = self.observers[-1]
         url = request.url
-        match = observer.routes.match(url.path)
+        # the URL as httpx parsed it, where it has that (its public properties decode each
+        # part again at every reading): the path still percent-encoded, the host as sent
+        try:
+            parsed = url._uri_reference
+            path, key = parsed.path, (parsed.scheme, parsed.host, parsed.port)
+        except AttributeError:
+            path, key = url.path, (url.scheme, url.host, url.port)
+        routes = observer.routes
+        match = routes.paths.get(path) or routes.match(url.path if "%" in path else path)
         if match is None:
             return None
         sink = observer.sink()
         if sink is None:
             return None
-        key = (url.scheme, url.host, url.port)
         host = _ORIGINS.get(key)
         if host is None:
-            host = origin(*key)
+            host = origin(url.scheme, url.host, url.port)
             if len(_ORIGINS) < 4096:  # (a bound, for a process that calls many hosts)
                 _ORIGINS[key] = host
         try:
-            content: bytes = request.content
-        except Exception:  # a streamed body that was not read: no model or digest to take
+            content: bytes = request._content  # (Request.content, without its checks)
+        except AttributeError:  # a streamed body that was not read: no model or digest to take
             content = b""
         return Exchange(match, host, content, sink, source)
 

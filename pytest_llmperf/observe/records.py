@@ -8,6 +8,8 @@ between successive text chunks, excluding the first; time per output token is
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypedDict, cast
@@ -36,6 +38,33 @@ class GapSummary:
         return cls(
             count,
             sum(gaps) / count,
+            sorted_quantile(ordered, 0.5),
+            sorted_quantile(ordered, 0.95),
+            ordered[-1],
+        )
+
+    @classmethod
+    def between(cls, times: Sequence[float], gathered: bool = False) -> GapSummary | None:
+        """The gaps between successive ``times`` (non-decreasing): :meth:`of` without the list
+        of gaps in between, and the mean as the span over the count (the sum of the gaps, up
+        to rounding). ``gathered``: runs of equal times are likely (several text chunks came
+        in one read), and the gaps inside them, all 0, are counted rather than taken."""
+        count = len(times) - 1
+        if count < 1:
+            return None
+        first, last = times[0], times[-1]
+        if first == last:  # all in one read
+            return cls(count, 0.0, 0.0, 0.0, 0.0)
+        if gathered:  # the gaps between runs, and a 0 for each time a run repeats
+            distinct = list(dict.fromkeys(times))
+            ordered = sorted(map(operator.sub, itertools.islice(distinct, 1, None), distinct))
+            if len(distinct) < len(times):
+                ordered = [0.0] * (len(times) - len(distinct)) + ordered
+        else:
+            ordered = sorted(map(operator.sub, itertools.islice(times, 1, None), times))
+        return cls(
+            count,
+            (last - first) / count,
             sorted_quantile(ordered, 0.5),
             sorted_quantile(ordered, 0.95),
             ordered[-1],

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_llmperf.observe.measure import Exchange, Routes
-from pytest_llmperf.observe.records import CallRecord
+from pytest_llmperf.observe.records import CallRecord, GapSummary
 
 GENERATE = ("/api/generate", "generate", "ollama")
 CHAT_V1 = ("/v1/chat/completions", "chat", "openai")
@@ -252,3 +255,31 @@ def test_lines_gathered_into_chunks_read_as_the_same_lines_one_a_chunk(
     assert together.output_tokens == each.output_tokens
     assert together.server == each.server and together.server.eval_count == 3
     assert together.total_s == pytest.approx(each.total_s) == pytest.approx(0.5)
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 5), st.integers(1, 4)),  # (a step forward, lines in the read)
+        min_size=1,
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_the_gap_summary_of_times_is_the_summary_of_their_gaps(
+    reads: list[tuple[float, int]], gathered: bool
+) -> None:
+    times: list[float] = []
+    now = 100.0
+    for step, lines in reads:
+        now += step
+        times += [now] * lines
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    expected = GapSummary.of(gaps)
+    got = GapSummary.between(times, gathered)
+    if expected is None:
+        assert got is None
+        return
+    assert got is not None
+    assert got.count == expected.count
+    assert (got.p50, got.p95, got.max) == (expected.p50, expected.p95, expected.max)
+    assert got.mean == pytest.approx(expected.mean, rel=1e-9, abs=1e-12)
