@@ -195,8 +195,7 @@ class Exchange:
         # body holds the whole conversation); in JSON text a quote inside a string is escaped
         self.fresh = False
         content = self.content
-        self.model = _model(content)
-        flag = _stream(content)
+        self.model, flag = _fields(content)
         if flag is None:  # Ollama streams unless told not to; OpenAI does not
             self.stream = self.api == "ollama" and self.kind != "embed"
         else:
@@ -450,28 +449,25 @@ def _field(pattern: re.Pattern[bytes], key: bytes, content: bytes) -> re.Match[b
     return pattern.match(content, at) or pattern.search(content, at + 1)
 
 
-def _model(content: bytes) -> str:
-    """The request's ``model``: in compact JSON (as clients send it) two finds, else a search."""
+def _fields(content: bytes) -> tuple[str, bool | None]:
+    """The request's ``model``, and its ``stream`` flag (``None`` where it has none): in
+    compact JSON, as clients send it, found with a few finds; else with a search."""
     at = content.find(b'"model":"') + 9
-    if at > 8:
-        end = content.find(b'"', at)
-        if end > 0 and content[end - 1] != _BACKSLASH:  # the quote that ends it, not an escaped one
-            return content[at:end].decode("utf-8", "replace")
-    found = _field(_MODEL, b'"model"', content)
-    return found.group(1).decode("utf-8", "replace") if found else ""
-
-
-def _stream(content: bytes) -> bool | None:
-    """The request's ``stream`` flag, or ``None`` where it has none."""
+    end = content.find(b'"', at) if at > 8 else -1
+    if end > 0 and content[end - 1] != _BACKSLASH:  # the quote that ends it, not an escaped one
+        model = content[at:end].decode("utf-8", "replace")
+    else:
+        found = _field(_MODEL, b'"model"', content)
+        model = found.group(1).decode("utf-8", "replace") if found else ""
     at = content.find(b'"stream":') + 9
     if 8 < at < len(content):  # in JSON text, a value that starts with t or f is true or false
         first = content[at]
         if first == _T:
-            return True
+            return model, True
         if first == _F:
-            return False
+            return model, False
     flag = _field(_STREAM, b'"stream"', content)
-    return None if flag is None else flag.group(1) == b"true"
+    return model, None if flag is None else flag.group(1) == b"true"
 
 
 def _statistics(data: bytes) -> ServerStats:

@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_llmperf.observe.measure import Exchange, Routes, Sink, origin
-from pytest_llmperf.observe.streams import watched_stream
+from pytest_llmperf.observe.streams import watched
 
 if TYPE_CHECKING:
     from pytest_llmperf.observe.cassettes.session import CassetteSession
@@ -169,7 +169,7 @@ class _Point:
         except BaseException as exc:
             exchange.finish(_outcome(exc, hx), exc)
             raise
-        return _watched(response, exchange, hx)
+        return watched(response, exchange, hx)
 
     async def send_async(self, transport: Any, request: Any, send: Any, hx: ModuleType) -> Any:
         __tracebackhide__ = True
@@ -187,7 +187,7 @@ class _Point:
         except BaseException as exc:
             exchange.finish(_outcome(exc, hx), exc)
             raise
-        return _watched(response, exchange, hx)
+        return watched(response, exchange, hx)
 
     # --- wrapping the transports ----------------------------------------------------------
 
@@ -307,13 +307,6 @@ def _outcome(exc: BaseException, hx: ModuleType) -> str:
     if isinstance(exc, Exception):
         return "error"
     return "cancelled"  # KeyboardInterrupt, a cancelled task
-
-
-def _watched(response: Any, exchange: Exchange, hx: ModuleType) -> Any:
-    exchange.status = response.status_code  # (Exchange.answered, spelt out)
-    exchange.recorded = response.extensions.get("llmperf_recorded")
-    response.stream = watched_stream(response.stream, exchange, hx)
-    return response
 
 
 class _WrapOnImport(importlib.abc.MetaPathFinder):

@@ -17,6 +17,7 @@ Any other body (a cassette's, another transport's) is looped over as it is.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -56,26 +57,22 @@ class _Watched:
             self.exchange.finish("error", exc)
         # else GeneratorExit, from a client that stopped reading: its close() decides
 
-    def closed(self) -> None:
-        if not self.exchange.ended:  # closed early: the exchange ends here
-            self.exchange.finish()
-
 
 class _SyncWatched(_Watched):
     def __iter__(self) -> Iterator[bytes]:
         exchange = self.exchange
         noted, kept = exchange.times.append, exchange.parts.append
-        left = BATCH
         try:
             with self.mapping():
-                for part in self.source:
-                    noted(perf_counter())
-                    kept(part)
-                    left -= 1
-                    if not left:
-                        exchange.read_batch()
-                        left = BATCH
-                    yield part
+                source = iter(self.source)
+                while True:  # a batch at a time (islice counts them, not a step of ours)
+                    for part in itertools.islice(source, BATCH):
+                        noted(perf_counter())
+                        kept(part)
+                        yield part
+                    if len(exchange.parts) < BATCH:  # the body ended in this batch
+                        break
+                    exchange.read_batch()
         except BaseException as exc:
             self.failed(exc)
             raise
@@ -87,7 +84,8 @@ class _SyncWatched(_Watched):
         except BaseException as exc:
             self.failed(exc)
             raise
-        self.closed()
+        if not self.exchange.ended:  # closed early: the exchange ends here
+            self.exchange.finish()
 
 
 class _AsyncWatched(_Watched):
@@ -116,7 +114,8 @@ class _AsyncWatched(_Watched):
         except BaseException as exc:
             self.failed(exc)
             raise
-        self.closed()
+        if not self.exchange.ended:  # closed early: the exchange ends here
+            self.exchange.finish()
 
 
 # what httpx's ResponseStream.__iter__ (and the async one's __aiter__) names: the loop over
@@ -149,16 +148,22 @@ class _Types:
 _TYPES: dict[ModuleType, _Types] = {}
 
 
-def watched_stream(inner: Any, exchange: Exchange, hx: ModuleType) -> Any:
-    """``inner`` (a sync or async byte stream) with every chunk shown to ``exchange``."""
+def watched(response: Any, exchange: Exchange, hx: ModuleType) -> Any:
+    """``response`` with its body watched: every chunk shown to ``exchange``."""
+    exchange.status = response.status_code  # (Exchange.answered, spelt out)
+    exchange.recorded = response.extensions.get("llmperf_recorded")
+    inner = response.stream
     types = _TYPES.get(hx)
     if types is None:
         types = _TYPES[hx] = _Types(hx)
     kind = type(inner)
     if kind is types.own_sync:
-        return types.sync(inner, exchange, hx, inner._httpcore_stream, types.mapping)
-    if kind is types.own_async:
-        return types.async_(inner, exchange, hx, inner._httpcore_stream, types.mapping)
-    if isinstance(inner, hx.AsyncByteStream) and not isinstance(inner, hx.SyncByteStream):
-        return types.async_(inner, exchange, hx, inner, contextlib.nullcontext)
-    return types.sync(inner, exchange, hx, inner, contextlib.nullcontext)
+        stream = types.sync(inner, exchange, hx, inner._httpcore_stream, types.mapping)
+    elif kind is types.own_async:
+        stream = types.async_(inner, exchange, hx, inner._httpcore_stream, types.mapping)
+    elif isinstance(inner, hx.AsyncByteStream) and not isinstance(inner, hx.SyncByteStream):
+        stream = types.async_(inner, exchange, hx, inner, contextlib.nullcontext)
+    else:
+        stream = types.sync(inner, exchange, hx, inner, contextlib.nullcontext)
+    response.stream = stream
+    return response

@@ -111,7 +111,12 @@ async def test_killing_a_host_mid_run_loses_only_calls_that_were_streaming(
     for index, error in failures:
         assert isinstance(error, LLMStreamError), error
         assert received[index] > 0  # it had started streaming
-    assert len(failures) <= 1  # num_parallel 1: one stream at a time on the killed host
+    # only streams on the killed host were lost: the one it was generating (num_parallel 1),
+    # and, on a loaded machine, one whose end it had sent but the client had not yet read
+    # when the kill reset the connection
+    lost = [record for record in recorder if record.outcome != "ok"]
+    assert len(lost) == len(failures)
+    assert all(record.host == four[0].url for record in lost)
     assert sum(record.retries for record in recorder) >= 1
     assert not any(r.host == four[0].url for r in recorder if r.outcome == "ok" and r.retries)
 

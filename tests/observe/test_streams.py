@@ -16,10 +16,10 @@ import httpx
 import httpx2
 import pytest
 
-from pytest_llmperf.observe.measure import Exchange, Routes, Sink
+from pytest_llmperf.observe.measure import BATCH, Exchange, Routes, Sink
 from pytest_llmperf.observe.point import start_observing
 from pytest_llmperf.observe.records import CallRecord
-from pytest_llmperf.observe.streams import _Types, watched_stream
+from pytest_llmperf.observe.streams import _Types, watched
 
 LINE = b'{"model":"m","created_at":"t","response":"Hi","done":false}\n'
 DONE = (
@@ -168,10 +168,37 @@ def test_a_body_of_another_shape_is_looped_over_as_it_is() -> None:
     match = Routes().match("/api/generate")
     assert match is not None
     exchange = Exchange(match, "http://127.0.0.1:9", b'{"model":"m"}', got.append, "httpx")
-    exchange.status = 200
     inner = httpx.ByteStream(LINE + DONE)
-    stream = watched_stream(inner, exchange, httpx)
+    stream = watched(httpx.Response(200, stream=inner), exchange, httpx).stream
     assert stream.source is inner
     assert list(stream) == [LINE + DONE]
     (record,) = got
     assert (record.outcome, record.output_tokens) == ("ok", 1)
+
+
+class Parts(httpx.SyncByteStream):
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.parts
+
+
+@pytest.mark.parametrize("lines", [BATCH - 1, BATCH, 2 * BATCH + 5])
+def test_a_long_stream_is_read_a_batch_at_a_time_and_loses_no_chunk(lines: int) -> None:
+    got: list[CallRecord] = []
+    match = Routes().match("/api/generate")
+    assert match is not None
+    exchange = Exchange(match, "http://127.0.0.1:9", b'{"model":"m"}', got.append, "httpx")
+    parts = [LINE] * lines + [DONE]
+    stream = watched(httpx.Response(200, stream=Parts(parts)), exchange, httpx).stream
+    seen = 0
+    for part in stream:
+        seen += 1
+        assert len(exchange.parts) <= BATCH  # read every BATCH chunks, not kept to the end
+        assert part in (LINE, DONE)
+    assert seen == lines + 1
+    (record,) = got
+    assert record.outcome == "ok"
+    assert record.output_tokens == 1  # the server's eval_count
+    assert record.gaps is not None and record.gaps.count == lines - 1  # every text chunk
