@@ -53,9 +53,9 @@ class GapSummary:
         if count < 1:
             return None
         first, last = times[0], times[-1]
-        if first == last:  # all in one read
-            return cls(count, 0.0, 0.0, 0.0, 0.0)
         if gathered:  # the gaps between runs, and a 0 for each time a run repeats
+            if first == last:  # all in one read
+                return cls(count, 0.0, 0.0, 0.0, 0.0)
             distinct = list(dict.fromkeys(times))
             ordered = sorted(map(operator.sub, itertools.islice(distinct, 1, None), distinct))
             if len(distinct) < len(times):

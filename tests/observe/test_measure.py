@@ -283,3 +283,8 @@ def test_the_gap_summary_of_times_is_the_summary_of_their_gaps(
     assert got.count == expected.count
     assert (got.p50, got.p95, got.max) == (expected.p50, expected.p95, expected.max)
     assert got.mean == pytest.approx(expected.mean, rel=1e-9, abs=1e-12)
+
+
+def test_times_out_of_order_such_as_an_edited_cassettes_give_their_gaps_as_they_are() -> None:
+    times = [1.0, 2.0, 1.0]
+    assert GapSummary.between(times) == GapSummary.of([1.0, -1.0])
