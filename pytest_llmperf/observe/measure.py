@@ -34,7 +34,7 @@ from pytest_llmperf.client.protocol import (
     from_openai,
 )
 from pytest_llmperf.observe.records import CallRecord, GapSummary
-from pytest_llmperf.observe.scan import newlines
+from pytest_llmperf.observe.scan import newlines, newlines_each
 
 perf_counter = time.perf_counter
 
@@ -54,7 +54,6 @@ BATCH = 1024  # chunks of an answer kept before they are read (the rest: when it
 _LAST_BYTE = operator.itemgetter(-1)
 _ONLY_NEWLINE = {ord("\n")}  # the last bytes of parts that each end a line
 _LINE_END = re.compile(b"\n")
-_WITHOUT_LINE_ENDS = operator.methodcaller("replace", b"\n", b"")
 
 Sink = Callable[[CallRecord], None]
 
@@ -333,7 +332,7 @@ class Exchange:
             # Ollama's, as usual: its statistics end it (an error has none); or no error in it
             stats = None if self.openai is not None else _in_order(data)
             if stats is None and self.openai is None and data.find(b'"error"') < 0:
-                stats = _statistics(data)
+                stats = _searched(data)
             if stats is not None:
                 self.final = stats
             else:
@@ -435,9 +434,7 @@ def _line_times(parts: list[bytes], times: list[float], lines: int) -> Iterable[
     """The first ``lines`` lines' times: each line came with the chunk that holds it."""
     if len(parts) == 1:
         return itertools.repeat(times[0], lines)
-    # each chunk's line ends: its length less its length without them (memchr, not a count)
-    kept = map(len, map(_WITHOUT_LINE_ENDS, parts))
-    each = map(itertools.repeat, times, map(operator.sub, map(len, parts), kept))
+    each = map(itertools.repeat, times, newlines_each(parts))
     return itertools.islice(itertools.chain.from_iterable(each), lines)
 
 
@@ -473,12 +470,15 @@ def _fields(content: bytes) -> tuple[str, bool | None]:
 def _statistics(data: bytes) -> ServerStats:
     """The ``done`` chunk's statistics, read off its text (its token ``context`` can be a long
     list of numbers, which a parse would turn into objects for nothing)."""
-    stats = _in_order(data)
-    if stats is None:  # not in Ollama's order: each where it is, after the "done" key
-        start = data.rfind(b'"done"')  # (they follow it in Ollama's order and in sorted order)
-        pairs = _STATISTIC.findall(data, max(start, 0))
-        return ServerStats.of({key.decode(): int(value) for key, value in pairs})
-    return stats
+    return _in_order(data) or _searched(data)
+
+
+def _searched(data: bytes) -> ServerStats:
+    """The statistics not in Ollama's order: each where it is, after the ``done`` key (they
+    follow it in Ollama's order and in sorted order)."""
+    start = data.rfind(b'"done"')
+    pairs = _STATISTIC.findall(data, max(start, 0))
+    return ServerStats.of({key.decode(): int(value) for key, value in pairs})
 
 
 def _in_order(data: bytes) -> ServerStats | None:

@@ -124,8 +124,7 @@ class _Point:
             path, key = parsed.path, (parsed.scheme, parsed.host, parsed.port)
         except AttributeError:
             path, key = url.path, (url.scheme, url.host, url.port)
-        routes = observer.routes
-        match = routes.paths.get(path) or routes.match(url.path if "%" in path else path)
+        match = observer.routes.match(url.path if "%" in path else path)
         if match is None:
             return None
         sink = observer.sink()

@@ -33,15 +33,7 @@ class GapSummary:
     def of(cls, gaps: Sequence[float]) -> GapSummary | None:
         if not gaps:
             return None
-        ordered = sorted(gaps)  # once, for both quantiles and the largest
-        count = len(ordered)
-        return cls(
-            count,
-            sum(gaps) / count,
-            sorted_quantile(ordered, 0.5),
-            sorted_quantile(ordered, 0.95),
-            ordered[-1],
-        )
+        return cls._summary(len(gaps), sum(gaps) / len(gaps), sorted(gaps))
 
     @classmethod
     def between(cls, times: Sequence[float], gathered: bool = False) -> GapSummary | None:
@@ -62,9 +54,15 @@ class GapSummary:
                 ordered = [0.0] * (len(times) - len(distinct)) + ordered
         else:
             ordered = sorted(map(operator.sub, itertools.islice(times, 1, None), times))
+        return cls._summary(count, (last - first) / count, ordered)
+
+    @classmethod
+    def _summary(cls, count: int, mean: float, ordered: Sequence[float]) -> GapSummary:
+        """The summary of ``count`` gaps already in order (once, for both quantiles and the
+        largest)."""
         return cls(
             count,
-            (last - first) / count,
+            mean,
             sorted_quantile(ordered, 0.5),
             sorted_quantile(ordered, 0.95),
             ordered[-1],

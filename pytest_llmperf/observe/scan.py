@@ -8,10 +8,19 @@ a fraction of the time. On a stream of short lines that is the difference that s
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterator, Sequence
+
 _NEWLINE = b"\n"
 _NOTHING = b""
+_WITHOUT = operator.methodcaller("replace", _NEWLINE, _NOTHING)
 
 
 def newlines(data: bytes) -> int:
     """How many ``\\n`` ``data`` holds (``data.count(b"\\n")``, found faster)."""
     return len(data) - len(data.replace(_NEWLINE, _NOTHING))
+
+
+def newlines_each(parts: Sequence[bytes]) -> Iterator[int]:
+    """:func:`newlines` of each of ``parts``, in C's loops (no call of ours a part)."""
+    return map(operator.sub, map(len, parts), map(len, map(_WITHOUT, parts)))

@@ -92,7 +92,7 @@ class _AsyncWatched(_Watched):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         exchange = self.exchange
         noted, kept = exchange.times.append, exchange.parts.append
-        left = BATCH
+        left = BATCH  # (islice, as the sync loop counts, takes no async iterator)
         try:
             with self.mapping():
                 async for part in self.source:
