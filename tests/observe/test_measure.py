@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pytest_llmperf.observe.measure import Exchange, Routes
 from pytest_llmperf.observe.records import CallRecord, GapSummary
+from pytest_llmperf.stats import quantile
 
 GENERATE = ("/api/generate", "generate", "ollama")
 CHAT_V1 = ("/v1/chat/completions", "chat", "openai")
@@ -288,3 +289,14 @@ def test_the_gap_summary_of_times_is_the_summary_of_their_gaps(
 def test_times_out_of_order_such_as_an_edited_cassettes_give_their_gaps_as_they_are() -> None:
     times = [1.0, 2.0, 1.0]
     assert GapSummary.between(times) == GapSummary.of([1.0, -1.0])
+
+
+@given(st.lists(st.floats(-5, 5), min_size=1, max_size=40))
+def test_the_gap_summary_interpolates_its_quantiles_as_the_stats_module_does(
+    gaps: list[float],
+) -> None:
+    summary = GapSummary.of(gaps)
+    assert summary is not None
+    assert summary.p50 == quantile(gaps, 0.5)
+    assert summary.p95 == quantile(gaps, 0.95)
+    assert summary.max == max(gaps)
