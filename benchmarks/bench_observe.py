@@ -18,7 +18,7 @@ server is another process, so this ratio leaves its work out: it is the stricter
     .venv/bin/python benchmarks/bench_observe.py --instructions [--calls 100]
     .venv/bin/python benchmarks/bench_observe.py --replayed [--calls 100]
 
-The loopback count moves by some 10-15k instructions a call from run to run, because how
+The loopback count moves by some 10-25k instructions a call from run to run, because how
 the client's reads fall (how many lines each read brings) depends on timing, and under
 callgrind the client is slow enough for the server's writes to gather. ``--replayed`` takes
 timing out: the same client and httpx's own ``HTTPTransport`` run on an answer the emulator
