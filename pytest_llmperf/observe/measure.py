@@ -81,9 +81,10 @@ class Exchange:
     """One LLM request and its answer, measured at the transport.
 
     While the answer passes, only its chunks and their arrival times are kept
-    (:meth:`arrived`); they are read when the answer ends, or every :data:`BATCH` chunks of a
-    long one. So the client's reading pays a call, two list appends and a clock reading a
-    chunk.
+    (:meth:`arrived`, or the same two appends made in httpx's body loop by
+    :mod:`~pytest_llmperf.observe.streams`); they are read when the answer ends, or every
+    :data:`BATCH` chunks of a long one. So the client's reading pays two list appends and a
+    clock reading a chunk.
     """
 
     __slots__ = (

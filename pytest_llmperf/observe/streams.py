@@ -150,8 +150,7 @@ _TYPES: dict[ModuleType, _Types] = {}
 
 def watched(response: Any, exchange: Exchange, hx: ModuleType) -> Any:
     """``response`` with its body watched: every chunk shown to ``exchange``."""
-    exchange.status = response.status_code  # (Exchange.answered, spelt out)
-    exchange.recorded = response.extensions.get("llmperf_recorded")
+    exchange.answered(response.status_code, response.extensions)
     inner = response.stream
     types = _TYPES.get(hx)
     if types is None:
